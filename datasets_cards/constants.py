@@ -1,0 +1,35 @@
+"""Layout, file names and format versions shared by every package.
+
+Path templates live here and nowhere else, so a reader of an output folder, the
+trainer and the flows always agree on where things are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Output layout: OUT/<pipeline>/<source>/...
+SHARDS_DIR = "shards"
+SHARD_PATTERN = "shard-{index:05d}.parquet"
+SHARD_GLOB = "shard-*.parquet"
+MANIFEST_FILE = "manifest.json"
+QUARANTINE_FILE = "quarantine.parquet"
+QUARANTINE_STAGING_DIR = "_quarantine"  # one file per work unit, merged at the end
+CARD_FILE = "card.md"
+REVIEW_DIR = "review"
+PREFECT_HOME_DIR = ".prefect"
+
+# Bumped when the manifest's own layout changes (not an output card's schema).
+MANIFEST_FORMAT_VERSION = 1
+
+# Root of the repository / installed project: relative card locations resolve here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Gripper in the canonical Episode: 0 = fully open, 1 = fully closed.
+GRIPPER_OPEN = 0.0
+GRIPPER_CLOSED = 1.0
+
+
+def output_dir(out: str, pipeline: str, source: str) -> str:
+    """The folder one (pipeline, source) run writes to; `out` may be any fsspec URL."""
+    return f"{out.rstrip('/')}/{pipeline}/{source}"

@@ -1,0 +1,124 @@
+"""Output cards: the Arrow schema, version and meaning of each produced dataset.
+
+The schema written to every shard is built from the card (never inferred from
+the rows), so the trainer and the shard writer agree by construction.
+
+Column types use a small grammar:
+    string | binary | bool | int8..int64 | uint8 | float16 | float32 | float64
+    list<T>                  variable-length list
+    T[N]                     fixed-size list of N (e.g. float16[768])
+    struct<a:T,b:T>          struct with named fields
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_PRIMITIVES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "float16": pa.float16(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+}
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def parse_type(text: str) -> pa.DataType:
+    """Parse a column type of the card grammar into a pyarrow type."""
+    t = text.strip()
+    if t in _PRIMITIVES:
+        return _PRIMITIVES[t]
+    if t.endswith("]") and "[" in t:
+        inner, size = t[:-1].rsplit("[", 1)
+        return pa.list_(parse_type(inner), int(size))
+    if t.startswith("list<") and t.endswith(">"):
+        return pa.list_(parse_type(t[5:-1]))
+    if t.startswith("struct<") and t.endswith(">"):
+        fields = []
+        for part in _split_top_level(t[7:-1]):
+            name, _, sub = part.partition(":")
+            fields.append(pa.field(name.strip(), parse_type(sub)))
+        return pa.struct(fields)
+    raise ValueError(f"unknown column type {text!r}; known primitives: {sorted(_PRIMITIVES)}")
+
+
+class ColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+    description: str
+    nullable: bool = False
+
+    @field_validator("type")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        parse_type(v)
+        return v
+
+    def arrow_field(self) -> pa.Field:
+        return pa.field(self.name, parse_type(self.type), nullable=self.nullable)
+
+
+class OutputCard(BaseModel):
+    """One produced dataset. See datasets_cards/outputs/*.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str  # semantic version of the schema; the trainer refuses other majors
+    paper: str  # where the dataset is described
+    description: str
+    columns: list[ColumnSpec]
+    key: list[str]  # columns that identify a row uniquely (checked by the writer)
+    card_template: str  # markdown template (Jinja2) rendered into card.md
+    row_group_rows: int = 1024  # rows per Parquet row group (smaller for image-heavy cards)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, v: list[ColumnSpec]) -> list[ColumnSpec]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {dupes}")
+        return v
+
+    @property
+    def major_version(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [c.arrow_field() for c in self.columns],
+            metadata={"output_card": self.name, "output_card_version": self.version},
+        )
+
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"output card {self.name!r} has no column {name!r}; columns: {[c.name for c in self.columns]}")

@@ -1,0 +1,112 @@
+"""Parquet shard writer: schema from the output card, atomic on any fsspec filesystem.
+
+Rows are buffered and flushed in row groups; the file is written under a
+temporary name and renamed on `finalize()`, so a reader (or a resumed run) never
+sees a half-written shard. A duplicate row key raises: keys must be unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datasets_cards import OutputCard
+
+
+class ShardWriter:
+    """Write one shard of an output card.
+
+    >>> with ShardWriter(card, "out/la/droid/shards/shard-00000.parquet") as w:
+    ...     w.write_rows(rows)
+    >>> w.result  # (rows, bytes, sha256)
+    """
+
+    def __init__(self, card: OutputCard, path: str, *, row_group_rows: int | None = None):
+        self.card = card
+        self.path = path
+        self.schema = card.arrow_schema()
+        self.row_group_rows = row_group_rows or card.row_group_rows
+        self.fs, self._fs_path = fsspec.core.url_to_fs(path)
+        parent = self._fs_path.rsplit("/", 1)[0]
+        self._tmp_path = f"{parent}/.tmp-{uuid.uuid4().hex}-{self._fs_path.rsplit('/', 1)[-1]}"
+        self._buffer: list[dict[str, Any]] = []
+        self._keys: set[tuple] = set()
+        self._writer: pq.ParquetWriter | None = None
+        self._stream = None
+        self._rows = 0
+        self.result: tuple[int, int, str] | None = None
+
+    def __enter__(self) -> ShardWriter:
+        self.fs.makedirs(self._fs_path.rsplit("/", 1)[0], exist_ok=True)
+        self._stream = self.fs.open(self._tmp_path, "wb")
+        self._writer = pq.ParquetWriter(self._stream, self.schema, compression="zstd")
+        return self
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            key = tuple(row.get(k) for k in self.card.key)
+            if key in self._keys:
+                raise ValueError(f"duplicate row key {dict(zip(self.card.key, key))} in {self.path}")
+            self._keys.add(key)
+        self._buffer.extend(rows)
+        while len(self._buffer) >= self.row_group_rows:
+            self._flush(self._buffer[: self.row_group_rows])
+            self._buffer = self._buffer[self.row_group_rows :]
+
+    def _flush(self, rows: list[dict[str, Any]]) -> None:
+        missing = [c for c in self.schema.names if rows and c not in rows[0]]
+        if missing:
+            raise ValueError(f"rows for {self.card.name!r} lack columns {missing}")
+        try:
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise ValueError(f"rows do not match the {self.card.name!r} card schema: {e}") from e
+        self._writer.write_table(table)  # type: ignore[union-attr]
+        self._rows += len(rows)
+
+    def finalize(self) -> tuple[int, int, str]:
+        """Flush, close, rename into place. Returns (rows, bytes, sha256). Idempotent."""
+        if self.result is not None:
+            return self.result
+        if self._buffer:
+            self._flush(self._buffer)
+            self._buffer = []
+        self._writer.close()  # type: ignore[union-attr]
+        self._stream.close()  # type: ignore[union-attr]
+        digest = hashlib.sha256()
+        with self.fs.open(self._tmp_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        size = self.fs.size(self._tmp_path)
+        self.fs.mv(self._tmp_path, self._fs_path)
+        self.result = (self._rows, int(size), digest.hexdigest())
+        return self.result
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.finalize()
+        finally:
+            if self.result is None:  # failed: leave no temporary file behind
+                for closeable in (self._writer, self._stream):
+                    try:
+                        closeable.close()  # type: ignore[union-attr]
+                    except Exception:
+                        pass
+                if self.fs.exists(self._tmp_path):
+                    self.fs.rm(self._tmp_path)
+
+
+def sha256_of(path: str) -> str:
+    """Checksum of a file on any fsspec filesystem (what the manifest records)."""
+    fs, p = fsspec.core.url_to_fs(path)
+    digest = hashlib.sha256()
+    with fs.open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

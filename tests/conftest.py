@@ -1,0 +1,24 @@
+"""Session-wide isolation: tools that write under $HOME write into a temp dir instead."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="robot-annotate-tests-"))
+for var, sub in {
+    "PREFECT_HOME": "prefect",
+    "LABEL_STUDIO_BASE_DATA_DIR": "label-studio",
+    "KERAS_HOME": "keras",
+    "MPLCONFIGDIR": "mpl",
+    "HF_HOME": "hf",
+    "TFDS_DATA_DIR": "tfds",
+}.items():
+    os.environ.setdefault(var, str(_SESSION_HOME / sub))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
