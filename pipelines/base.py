@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -75,6 +76,15 @@ def pipeline_class(name: str) -> type[Pipeline]:
     if name not in _PIPELINES:
         raise ValueError(f"unknown pipeline {name!r}; known pipelines: {sorted(_BUILTIN_MODULES)}")
     return _PIPELINES[name]
+
+
+def available_pipelines() -> list[str]:
+    """Built-in pipelines whose implementation is installed in this checkout."""
+    found = []
+    for name, module in _BUILTIN_MODULES.items():
+        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
+            found.append(name)
+    return found
 
 
 def make_pipeline(name: str, source: SourceCard, options: dict[str, Any] | None = None) -> Pipeline:

@@ -1,0 +1,177 @@
+"""Command line: `python -m pipelines ...` or the `robot-annotate` console script."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from datasets_cards import CardError, list_outputs, list_sources, load_source_card
+from datasets_cards.constants import CARD_FILE, MANIFEST_FILE
+from pipelines.base import available_pipelines
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Annotate robot-learning corpora.")
+console = Console(stderr=True)
+
+SAMPLE_PREFIX = "sample-"
+
+
+def _location_exists(location: str) -> bool:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+        return bool(fs.exists(path))
+    except Exception:  # missing backend (gcsfs/s3fs) or credentials: not readable from here
+        return False
+
+
+def resolve_source(name: str, location: str | None) -> tuple[str, str | None]:
+    """The card to run. A corpus that is not reachable here falls back, loudly, to its sample."""
+    card = load_source_card(name)
+    if location or name.startswith(SAMPLE_PREFIX):
+        return name, location
+    where = card.resolve_location()
+    if _location_exists(where):
+        return name, None
+    sample = f"{SAMPLE_PREFIX}{name}"
+    if sample in list_sources():
+        console.print(
+            f"[yellow]{name} was not found at {where}: running on the embedded sample {sample!r}.[/]\n"
+            f"  Point at the real corpus with LOCATION=/path/to/{name} (make) or --location."
+        )
+        return sample, None
+    raise typer.BadParameter(f"{name} data not found at {where}; pass --location /path/to/{name}")
+
+
+@app.command()
+def sources() -> None:
+    """List the source cards and the outputs they feed."""
+    table = Table(title="source cards")
+    for col in ("name", "format", "fps", "pipelines", "location"):
+        table.add_column(col)
+    for name in list_sources():
+        card = load_source_card(name)
+        table.add_row(name, card.format, f"{card.fps:g}", ",".join(card.pipelines), card.location)
+    Console().print(table)
+
+
+@app.command()
+def annotate(
+    dataset: Annotated[str, typer.Argument(help="source card name, e.g. droid, bridge, sample-droid")],
+    pipeline: Annotated[Optional[str], typer.Option(help="gaze | pixel | future | la (default: the card's list)")] = None,
+    out: Annotated[str, typer.Option(help="output root (local path or fsspec URL)")] = "outputs",
+    limit: Annotated[Optional[int], typer.Option(help="at most this many episodes")] = None,
+    location: Annotated[Optional[str], typer.Option(help="where the corpus is (overrides the card)")] = None,
+    episodes_per_shard: Annotated[int, typer.Option(help="episodes per work unit / shard")] = 8,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="pipeline option KEY=VALUE (JSON values)")] = [],
+    task_runner: Annotated[str, typer.Option(help="threads | dask | ray")] = "threads",
+    address: Annotated[Optional[str], typer.Option(help="dask scheduler / ray cluster address")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="thread workers (threads runner)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="start over if OUT holds a run with another config")] = False,
+) -> None:
+    """Run the annotate flow (resumable: re-running skips finished shards)."""
+    from pipelines.flows.annotate import run_annotate
+
+    try:
+        name, location = resolve_source(dataset, location)
+        card = load_source_card(name)
+    except CardError as e:
+        raise typer.BadParameter(str(e)) from e
+    options = dict(_parse_option(o) for o in option)
+    if pipeline and pipeline not in list_outputs():
+        raise typer.BadParameter(f"unknown pipeline {pipeline!r}; known: {', '.join(list_outputs())}")
+    chosen = [pipeline] if pipeline else [p for p in card.pipelines if p in available_pipelines()]
+    skipped = [p for p in card.pipelines if not pipeline and p not in chosen]
+    if skipped:
+        console.print(f"[yellow]skipping {', '.join(skipped)}: not implemented in this version[/]")
+    if not chosen:
+        raise typer.BadParameter(f"no implemented pipeline among the card's {card.pipelines}; pass --pipeline")
+    for pipe in chosen:
+        manifest = run_annotate(
+            task_runner=task_runner, address=address, max_workers=workers,
+            source=name, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
+            location=location, options=options, overwrite=overwrite,
+        )
+        target = f"{out.rstrip('/')}/{pipe}/{name}"
+        console.print(
+            f"[green]{pipe}[/] ← {name}: {manifest.rows} rows in {len(manifest.shards)} shards, "
+            f"{manifest.quarantined} quarantined → {target}/{CARD_FILE}"
+        )
+
+
+@app.command()
+def review(
+    dataset: Annotated[str, typer.Argument(help="source card name, e.g. droid")],
+    out: Annotated[str, typer.Option(help="output root")] = "outputs",
+    push: Annotated[bool, typer.Option(help="push candidates to Label Studio before pulling")] = False,
+) -> None:
+    """Pull verified annotations from Label Studio and rewrite the la dataset with the verified set."""
+    from pipelines.flows.review import review as review_flow
+
+    name, _ = resolve_source(dataset, None)
+    review_flow(source=name, out=out, push=push)
+
+
+@app.command()
+def inspect(path: Annotated[str, typer.Argument(help="an output folder OUT/<pipeline>/<source>")]) -> None:
+    """Summarise an output folder: manifest and card."""
+    from datasets_cards.manifest import Manifest
+    from pipelines.io import read_text
+
+    text = read_text(f"{path.rstrip('/')}/{MANIFEST_FILE}")
+    if text is None:
+        raise typer.BadParameter(f"no {MANIFEST_FILE} in {path}")
+    m = Manifest.from_json(text)
+    table = Table(title=f"{m.pipeline} ← {m.source}")
+    table.add_column("field")
+    table.add_column("value")
+    for field, value in [
+        ("complete", m.complete), ("shards", f"{len(m.shards)} / {m.planned_units} planned"), ("rows", m.rows),
+        ("quarantined", m.quarantined), ("output card", m.output_card_version), ("config hash", m.config_hash),
+        ("code version", m.code_version), ("source location", m.source_location), ("updated", m.updated),
+    ]:
+        table.add_row(field, str(value))
+    Console().print(table)
+    if m.stats:
+        Console().print_json(json.dumps(m.stats, default=str))
+
+
+@app.command()
+def export(
+    path: Annotated[str, typer.Argument(help="a finished output folder OUT/<pipeline>/<source>")],
+    dest: Annotated[str, typer.Option(help="where to write the exported dataset")],
+    format: Annotated[str, typer.Option("--format", help="rlds")] = "rlds",
+) -> None:
+    """Export a finished output as an RLDS/TFDS dataset."""
+    if format != "rlds":
+        raise typer.BadParameter(f"unknown export format {format!r}; known: rlds")
+    from pipelines.export.rlds import export_rlds
+
+    built = export_rlds(path, dest)
+    console.print(f"[green]RLDS dataset written[/] → {built}")
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise typer.BadParameter(f"--option takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def main() -> None:
+    # Local runs use Prefect's ephemeral mode; keep its state out of $HOME unless configured.
+    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+    app()
+
+
+if __name__ == "__main__":
+    main()
