@@ -22,3 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Prefect logs "stopping temporary server" after pytest closed its streams; keep tests quiet.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# The ephemeral API server starts slowly on 2 busy cores (default timeout 20 s).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

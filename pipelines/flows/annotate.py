@@ -128,6 +128,13 @@ def annotate_unit(
     )
 
 
+def _remove_stale_temp_files(out: str) -> None:
+    """Temp files of a killed run are never complete; drop them (one run per output folder)."""
+    fs, root = fsspec.core.url_to_fs(out)
+    for stale in fs.glob(f"{root}/{SHARDS_DIR}/.tmp-*") + fs.glob(f"{root}/{QUARANTINE_STAGING_DIR}/.tmp-*"):
+        fs.rm(stale)
+
+
 def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     """Merge per-unit quarantine parts (plus unit-level failures) into quarantine.parquet."""
     fs, root = fsspec.core.url_to_fs(out)
@@ -189,6 +196,7 @@ def annotate(
             created=_now(),
             updated=_now(),
         )
+    _remove_stale_temp_files(target)
     manifest.planned_units = len(units)
     manifest.complete = False
     done = manifest.completed_units()
