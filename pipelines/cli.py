@@ -170,6 +170,8 @@ def _parse_option(text: str) -> tuple[str, object]:
 def main() -> None:
     # Local runs use Prefect's ephemeral mode; keep its state out of $HOME unless configured.
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+    # Prefect's temporary server can take longer than its 20 s default on small machines.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     app()
 
 

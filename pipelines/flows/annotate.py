@@ -15,6 +15,7 @@ recorded as complete, so the next run retries it.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
+from rich.progress import MofNCompleteColumn, Progress
 
 from datasets_cards import EpisodeError, load_source_card
 from datasets_cards.constants import (
@@ -206,17 +208,23 @@ def annotate(
 
     failures: list[Quarantined] = []
     futures = {annotate_unit.submit(card.name, pipeline, location, options, target, u): u for u in todo}
-    for future in as_completed(list(futures)):
-        unit = futures[future]
-        try:
-            record = future.result()
-        except Exception as e:  # one bad unit must not kill the run; it is retried next time
-            logger.error(f"unit {unit.key} failed: {e!r}")
-            failures.append(Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit", card.name, unit.key))
-            continue
-        manifest.shards = sorted([*manifest.shards, record], key=lambda s: s.path)
-        save_manifest(target, manifest)
-        logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
+    # A progress bar for people at a terminal; deployments and CI get the log lines only.
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
+        progress = bar.add_task(f"{pipeline} ← {card.name}", total=len(units), completed=len(units) - len(todo))
+        for future in as_completed(list(futures)):
+            unit = futures[future]
+            bar.advance(progress)
+            try:
+                record = future.result()
+            except Exception as e:  # one bad unit must not kill the run; it is retried next time
+                logger.error(f"unit {unit.key} failed: {e!r}")
+                failures.append(
+                    Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit", card.name, unit.key)
+                )
+                continue
+            manifest.shards = sorted([*manifest.shards, record], key=lambda s: s.path)
+            save_manifest(target, manifest)
+            logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
 
     manifest.quarantined = merge_quarantine(target, failures)
     manifest.stats = {**pipe.finalize(target, manifest)}
