@@ -7,6 +7,8 @@ index range of it, which is what a work unit is. Bad episodes come out as
 
 from __future__ import annotations
 
+import importlib
+
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
@@ -14,6 +16,7 @@ from datasets_cards import SourceCard
 from pipelines.quarantine import Quarantined
 
 _READERS: dict[str, type[SourceReader]] = {}
+_BUILTIN_MODULES = {fmt: f"pipelines.readers.{fmt}" for fmt in ("rlds", "lerobot", "hdf5")}
 
 
 class SourceReader(ABC):
@@ -44,31 +47,19 @@ def register_reader(fmt: str) -> Callable[[type[SourceReader]], type[SourceReade
     return wrap
 
 
-def _load_builtin_readers() -> None:
-    # Imported lazily: the RLDS reader pulls TensorFlow, the others PyAV/h5py.
-    import importlib
-
-    for module in ("rlds", "lerobot", "hdf5"):
-        try:
-            importlib.import_module(f"pipelines.readers.{module}")
-        except ImportError as e:  # a missing extra only matters if that format is asked for
-            _MISSING[module] = e
-
-
-_MISSING: dict[str, ImportError] = {}
-
-
 def open_reader(card: SourceCard, location: str | None = None) -> SourceReader:
     """The reader for `card.format`, pointed at `location` (default: the card's)."""
-    if not _READERS:
-        _load_builtin_readers()
-    if card.format not in _READERS:
-        if card.format in _MISSING:
+    if card.format not in _READERS and card.format in _BUILTIN_MODULES:
+        # Imported on demand: the RLDS reader pulls TensorFlow, the others PyAV/h5py.
+        try:
+            importlib.import_module(_BUILTIN_MODULES[card.format])
+        except ImportError as e:
             raise ImportError(
-                f"reading {card.format!r} sources needs an optional dependency: {_MISSING[card.format]}. "
-                f"Install it with `pip install -e '.[tfds]'` (RLDS) or `make install`."
-            ) from _MISSING[card.format]
-        raise ValueError(f"no reader for format {card.format!r}; known formats: {sorted(_READERS)}")
+                f"reading {card.format!r} sources needs an optional dependency ({e}); "
+                f"install it with `make install` or `pip install -e '.[tfds]'` for RLDS"
+            ) from e
+    if card.format not in _READERS:
+        raise ValueError(f"no reader for format {card.format!r}; known formats: {sorted(_BUILTIN_MODULES)}")
     return _READERS[card.format](card, location)
 
 
