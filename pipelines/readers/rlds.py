@@ -1,0 +1,309 @@
+"""RLDS reader: TFDS datasets (DROID, Bridge, Fractal, ...) → canonical Episodes, configured by the card.
+
+Phases per episode:
+1. read: `tfds.builder_from_directory(location)` and the split slice
+   `train[start:stop]`, in file order (no shuffling), with every image feature
+   left encoded (`tfds.decode.SkipDecoding`);
+2. gather: the card's keys (`observation/...`, `action/...`, or
+   `episode_metadata/...` for episode-level values) are stacked over steps;
+   state keys are concatenated, then `state.dims` kept; the gripper channel is
+   normalised to 0 = open, 1 = closed with `card.gripper.normalise`;
+3. validate: the first frame of every camera is decoded and its shape
+   checked (`reader_options.check_frames`: "first" (default), "all" or
+   "none"); then the Episode invariants run. Any failure becomes a
+   `Quarantined(episode_id, reason)`. A frame that is corrupt *after* the first
+   one (with "first") raises `FrameDecodeError` when a pipeline decodes it,
+   which the flow quarantines at the annotate stage.
+
+Card keys that the dataset does not have are a card error, raised up front with
+the keys it does have. Episode ids come from `episode_id_key` when it holds a
+non-empty value, otherwise `<card name>-<index:06d>`; an id seen twice in one
+read is quarantined (the shard writer's key check catches the rest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from datasets_cards import Episode, EpisodeError, FrameSequence, SourceCard
+from pipelines.quarantine import Quarantined
+from pipelines.readers import SourceReader, register_reader
+from pipelines.rlds.tf_setup import quiet_tensorflow
+
+quiet_tensorflow()
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+DATASET_INFO_FILE = "dataset_info.json"
+STEPS = "steps"
+CHECK_FRAMES = ("first", "all", "none")
+_STEP_BATCH = 4096  # steps fetched per tf.data batch; one batch holds a whole typical episode
+
+
+def resolve_version_dir(location: str) -> str:
+    """`location` itself if it holds dataset_info.json, else its highest version subfolder that does."""
+    if tf.io.gfile.exists(f"{location.rstrip('/')}/{DATASET_INFO_FILE}"):
+        return location
+    if not tf.io.gfile.isdir(location):
+        raise FileNotFoundError(f"RLDS location {location!r} does not exist")
+    versions = []
+    for entry in tf.io.gfile.listdir(location):
+        name = entry.rstrip("/")
+        try:
+            version = tuple(int(part) for part in name.split("."))
+        except ValueError:
+            continue
+        if tf.io.gfile.exists(f"{location.rstrip('/')}/{name}/{DATASET_INFO_FILE}"):
+            versions.append((version, name))
+    if not versions:
+        raise FileNotFoundError(
+            f"RLDS location {location!r} has no {DATASET_INFO_FILE} and no version folder (e.g. 1.0.1/) holding one"
+        )
+    return f"{location.rstrip('/')}/{max(versions)[1]}"
+
+
+def _split_key(key: str) -> list[str]:
+    return [part for part in key.split("/") if part]
+
+
+def _feature_at(features: Any, path: list[str]) -> Any:
+    for part in path:
+        features = features[part]
+    return features
+
+
+def _value_at(tree: Mapping[str, Any], path: list[str]) -> Any:
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
+def _leaf_keys(features: Any, prefix: str = "") -> list[str]:
+    if isinstance(features, tfds.features.FeaturesDict):
+        return [k for name, f in features.items() for k in _leaf_keys(f, f"{prefix}{name}/")]
+    return [prefix.rstrip("/")]
+
+
+def _to_python(value: Any) -> Any:
+    """Numpy leaves of episode_metadata → plain Python (bytes decoded as UTF-8)."""
+    if isinstance(value, Mapping):
+        return {k: _to_python(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        return [_to_python(v) for v in value.tolist()] if value.ndim else _to_python(value.item())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@register_reader("rlds")
+class RldsReader(SourceReader):
+    """Stream a TFDS/RLDS dataset as canonical Episodes (see the module docstring)."""
+
+    def __init__(self, card: SourceCard, location: str | None = None):
+        super().__init__(card, location)
+        self.check_frames = card.reader_options.get("check_frames", "first")
+        if self.check_frames not in CHECK_FRAMES:
+            raise ValueError(f"reader_options.check_frames must be one of {CHECK_FRAMES}, got {self.check_frames!r}")
+        self._builder: tfds.core.DatasetBuilder | None = None
+
+    # -- dataset -----------------------------------------------------------------------------------
+    @property
+    def builder(self) -> tfds.core.DatasetBuilder:
+        if self._builder is None:
+            builder = tfds.builder_from_directory(resolve_version_dir(self.location))
+            if self.card.split not in builder.info.splits:
+                raise ValueError(
+                    f"source {self.card.name!r}: split {self.card.split!r} not in {self.location}; "
+                    f"splits: {sorted(builder.info.splits)}"
+                )
+            self._check_card_keys(builder.info.features)
+            self._builder = builder
+        return self._builder
+
+    def _check_card_keys(self, features: tfds.features.FeaturesDict) -> None:
+        steps = features[STEPS].feature
+        missing = []
+        for key in self._card_keys():
+            path = _split_key(key)
+            tree = features if self._is_episode_level(features, path) else steps
+            try:
+                _feature_at(tree, path)
+            except KeyError:
+                missing.append(key)
+        if missing:
+            known = _leaf_keys(steps) + [k for k in _leaf_keys(features) if not k.startswith(f"{STEPS}/")]
+            raise ValueError(
+                f"source card {self.card.name!r} names keys {missing} that {self.location} does not have; "
+                f"its keys: {sorted(known)}"
+            )
+
+    def _card_keys(self) -> list[str]:
+        card = self.card
+        keys = [card.instruction_key, *card.state.keys, *card.action.keys, *(c.key for c in card.cameras.values())]
+        if card.gripper is not None:
+            keys.append(card.gripper.key)
+        if card.episode_id_key:
+            keys.append(card.episode_id_key)
+        return keys
+
+    @staticmethod
+    def _is_episode_level(features: tfds.features.FeaturesDict, path: list[str]) -> bool:
+        return path[0] != STEPS and path[0] in features.keys()
+
+    def num_episodes(self) -> int:
+        return int(self.builder.info.splits[self.card.split].num_examples)
+
+    def _decoders(self) -> dict[str, Any]:
+        def skip_images(features: Any) -> Any:
+            if isinstance(features, tfds.features.Image):
+                return tfds.decode.SkipDecoding()
+            if isinstance(features, tfds.features.FeaturesDict):
+                inner = {name: skip_images(f) for name, f in features.items()}
+                inner = {name: d for name, d in inner.items() if d is not None}
+                return inner or None
+            return None
+
+        return {STEPS: skip_images(self.builder.info.features[STEPS].feature) or {}}
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def read(self, start: int, stop: int) -> Iterator[Episode | Quarantined]:
+        total = self.num_episodes()
+        start, stop = max(0, start), min(stop, total)
+        if start >= stop:
+            return
+        dataset = self.builder.as_dataset(
+            split=f"{self.card.split}[{start}:{stop}]",
+            decoders=self._decoders(),
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(try_autocache=False),
+        )
+        features = self.builder.info.features
+        seen: set[str] = set()
+        for index, element in enumerate(dataset, start=start):
+            episode_level = {k: tf.nest.map_structure(lambda t: t.numpy(), v) for k, v in element.items() if k != STEPS}
+            steps = _stack_steps(element[STEPS])
+            episode_id = self._episode_id(index, episode_level)
+            if episode_id in seen:
+                yield self._quarantine(f"{episode_id}@{index}", f"duplicate episode id {episode_id!r} at index {index}")
+                continue
+            seen.add(episode_id)
+            try:
+                yield self._episode(index, episode_id, episode_level, steps, features)
+            except EpisodeError as e:
+                yield self._quarantine(episode_id, e.reason)
+
+    def _quarantine(self, episode_id: str, reason: str) -> Quarantined:
+        return Quarantined(episode_id=episode_id, reason=reason, stage="read", source=self.card.name)
+
+    def _episode_id(self, index: int, episode_level: Mapping[str, Any]) -> str:
+        key = self.card.episode_id_key
+        if key:
+            path = _split_key(key)
+            if path[0] in episode_level:
+                value = _to_python(_value_at(episode_level, path))
+                if str(value).strip():
+                    return str(value)
+        return f"{self.card.name}-{index:06d}"
+
+    def _episode(
+        self,
+        index: int,
+        episode_id: str,
+        episode_level: Mapping[str, Any],
+        steps: Mapping[str, Any] | None,
+        features: tfds.features.FeaturesDict,
+    ) -> Episode:
+        if steps is None:
+            raise EpisodeError("zero-length episode", episode_id)
+        card = self.card
+
+        def get(key: str) -> np.ndarray:
+            path = _split_key(key)
+            if path[0] in episode_level:
+                return np.asarray(_value_at(episode_level, path))
+            return np.asarray(_value_at(steps, path))
+
+        def matrix(keys: list[str]) -> np.ndarray:
+            parts = []
+            for key in keys:
+                values = get(key)
+                parts.append(values.reshape(len(values), -1).astype(np.float32))
+            return np.concatenate(parts, axis=1)
+
+        arm_state = matrix(card.state.keys)
+        if card.state.dims is not None:
+            if max(card.state.dims, default=-1) >= arm_state.shape[1]:
+                raise EpisodeError(
+                    f"wrong shape: state {card.state.keys} has {arm_state.shape[1]} dims, card keeps {card.state.dims}",
+                    episode_id,
+                )
+            arm_state = arm_state[:, card.state.dims]
+        t = arm_state.shape[0]
+        gripper = self._gripper(get, t, episode_id)
+        actions = matrix(card.action.keys)
+        frames = {name: FrameSequence(encoded=list(get(spec.key))) for name, spec in card.cameras.items()}
+        for name, spec in card.cameras.items():
+            self._check_frames(name, frames[name], _feature_at(features[STEPS].feature, _split_key(spec.key)), episode_id)
+        metadata: dict[str, Any] = {"episode_index": index, "location": self.location}
+        metadata.update(_to_python(dict(episode_level)))
+        return Episode(
+            episode_id=episode_id,
+            source=card.name,
+            instruction=self._instruction(get),
+            fps=card.fps,
+            frames=frames,
+            arm_state=arm_state,
+            gripper=gripper,
+            actions=actions,
+            metadata=metadata,
+        )
+
+    def _gripper(self, get, t: int, episode_id: str) -> np.ndarray:
+        spec = self.card.gripper
+        if spec is None:  # human video: no gripper channel
+            return np.zeros(t, dtype=np.float32)
+        raw = get(spec.key).reshape(t, -1)
+        index = spec.index or 0
+        if index >= raw.shape[1]:
+            raise EpisodeError(f"wrong shape: gripper key {spec.key!r} has {raw.shape[1]} dims, card reads index {index}", episode_id)
+        return spec.normalise(raw[:, index])
+
+    def _instruction(self, get) -> str:
+        values = np.asarray(get(self.card.instruction_key)).reshape(-1)
+        for value in values:  # step-level keys repeat the instruction; take the first non-empty one
+            text = _to_python(value)
+            if isinstance(text, str) and text.strip():
+                return text.strip()
+        return ""
+
+    def _check_frames(self, camera: str, frames: FrameSequence, feature: Any, episode_id: str) -> None:
+        if self.check_frames == "none" or not len(frames):
+            return
+        expected = tuple(feature.shape) if isinstance(feature, tfds.features.Image) else None
+        indices = range(len(frames)) if self.check_frames == "all" else range(1)
+        for i in indices:
+            try:
+                image = frames[i]
+            except EpisodeError as e:
+                raise EpisodeError(f"undecodable frame {i} of camera {camera!r}: {e.reason}", episode_id) from e
+            if expected and None not in expected and image.shape != expected:
+                raise EpisodeError(f"wrong shape: camera {camera!r} frame {i} is {image.shape}, expected {expected}", episode_id)
+
+
+def _stack_steps(steps: tf.data.Dataset) -> dict[str, Any] | None:
+    """All steps of one episode as one nested dict of numpy arrays (leading axis T); None if empty."""
+    batches = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in steps.batch(_STEP_BATCH)]
+    if not batches:
+        return None
+    if len(batches) == 1:
+        return batches[0]
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *batches)
+
+
+__all__ = ["RldsReader", "resolve_version_dir"]
