@@ -1,0 +1,1 @@
+"""The la pipeline: LA4VLA language-action episodes (keyframes, atomic segments, verification)."""

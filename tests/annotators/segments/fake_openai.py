@@ -1,0 +1,128 @@
+"""A small OpenAI-compatible chat-completions server for tests (stdlib http.server in a thread).
+
+Each model name is a scenario: `script(model, replies)` sets the replies its requests get in turn
+(the last one repeats). A reply's content may be a callable of the request body, so answers can
+depend on the time range the prompt asks for. The server counts and keeps every request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_RANGE = re.compile(r"Time range to cover: start (\d+(?:\.\d+)?), end (\d+(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str | Callable[[dict], str] = ""
+    status: int = 200
+    finish_reason: str = "stop"
+    prompt_tokens: int = 1000
+    completion_tokens: int = 100
+
+
+def requested_range(request: dict) -> tuple[float, float]:
+    """The [start, end] seconds the segmentation prompt of `request` asks to cover."""
+    text = json.dumps(request["messages"][-1]["content"])
+    m = _RANGE.findall(text)
+    if not m:
+        raise ValueError("no time range in the last message")
+    return float(m[-1][0]), float(m[-1][1])
+
+
+def halves_answer(first: str = "move", second: str = "grasp") -> Callable[[dict], str]:
+    """A valid answer: the requested range split into two segments."""
+    def answer(request: dict) -> str:
+        t0, t1 = requested_range(request)
+        mid = (t0 + t1) / 2
+        return json.dumps([
+            {"subaction": first, "instruction": f"{first} the gripper", "start": t0, "end": mid},
+            {"subaction": second, "instruction": f"{second} the object", "start": mid, "end": t1},
+        ])
+    return answer
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, list[Reply]] = {}
+        self.counts: Counter[str] = Counter()
+        self.requests: dict[str, list[dict]] = {}
+        self.hosts: Counter[str] = Counter()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, model: str, replies: list[Reply]) -> None:
+        with self._lock:
+            self._scripts[model] = list(replies)
+            self.counts[model] = 0
+            self.requests[model] = []
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _next(self, request: dict, host: str) -> Reply:
+        model = request.get("model", "")
+        with self._lock:
+            replies = self._scripts.get(model) or [Reply(status=404, content=f"unknown scenario {model}")]
+            reply = replies[min(self.counts[model], len(replies) - 1)]
+            self.counts[model] += 1
+            self.requests.setdefault(model, []).append(request)
+            self.hosts[host] += 1
+        return reply
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet test output
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                if not self.path.endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                reply = fake._next(request, self.headers.get("Host", ""))
+                content = reply.content(request) if callable(reply.content) else reply.content
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": content or "scripted error", "type": "test"}})
+                    return
+                self._send(200, {
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": request["model"],
+                    "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                              "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+                })
+
+        return Handler
