@@ -1,0 +1,125 @@
+"""The review flow: Label Studio verdicts → the verified la dataset (`make review DATASET=droid`).
+
+Phases:
+1. push     (optional) import candidates the run's project does not hold yet;
+2. fetch    export every task of the project with its annotations;
+3. score    per-task mean quality / confidence, corrections, Krippendorff's alpha,
+            retention; saved under OUT/la/<source>/review/ with the raw export;
+4. apply    rewrite the dataset with the kept segments (pipelines.la.verification);
+5. report   merge the agreement numbers into the manifest and re-render card.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from datasets_cards import load_output_card, load_source_card
+from datasets_cards.constants import CARD_FILE, MANIFEST_FILE, REVIEW_DIR, output_dir
+from datasets_cards.manifest import Manifest
+from pipelines.card import render_card, stats_table
+from pipelines.io import read_text, write_text_atomic
+from pipelines.la.verification import apply_verdicts
+from pipelines.review.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
+from pipelines.review.pull import save_review, verdicts_from_export
+from pipelines.review.push import PROJECT_FILE, load_run, project_title, push_candidates
+
+PIPELINE = "la"
+# Review metrics that card.md shows next to apply_verdicts' own verification numbers.
+CARD_METRICS = ("krippendorff_alpha", "multi_annotated", "annotations", "per_annotator")
+CARD_DIGITS = 3
+
+
+def _client(url: str | None, token: str | None) -> LabelStudioClient:
+    url, token = settings_from_env(url, token)
+    if not url or not token:
+        raise ValueError(
+            f"no Label Studio server: start one with `make labelstudio`, then set {URL_ENV} and "
+            f"{TOKEN_ENVS[0]} (or pass url= and token=)"
+        )
+    return LabelStudioClient(url, token)
+
+
+def _project_title(out_dir: str, manifest: Manifest) -> str:
+    saved = read_text(f"{out_dir}/{REVIEW_DIR}/{PROJECT_FILE}")
+    return json.loads(saved)["title"] if saved else project_title(manifest)
+
+
+@task(name="review-push", retries=2, retry_delay_seconds=5)
+def push_task(out_dir: str, url: str | None, token: str | None) -> dict[str, Any]:
+    with _client(url, token) as client:
+        result = push_candidates(out_dir, client)
+    return vars(result)
+
+
+@task(name="review-fetch", retries=2, retry_delay_seconds=5)
+def fetch_export(url: str | None, token: str | None, title: str) -> list[dict[str, Any]]:
+    """The project's JSON export, annotators named by e-mail rather than by id."""
+    with _client(url, token) as client:
+        project = client.find_project(title)
+        if project is None:
+            raise LookupError(
+                f"Label Studio at {client.url} has no project {title!r}: push the candidates first "
+                "(`make annotate` with LABEL_STUDIO_URL set, or review(push=True))"
+            )
+        export = client.export(project["id"])
+        emails = {u["id"]: u.get("email") or f"user-{u['id']}" for u in client.users()}
+    for item in export:
+        for annotation in item.get("annotations", []):
+            by = annotation.get("completed_by")
+            if isinstance(by, int):
+                annotation["completed_by"] = {"id": by, "email": emails.get(by, f"user-{by}")}
+    return export
+
+
+@task(name="review-apply")
+def apply_task(out_dir: str, verdicts) -> dict[str, Any]:
+    return apply_verdicts(out_dir, verdicts)
+
+
+def report(out_dir: str, metrics: dict[str, Any]) -> str:
+    """Add the agreement numbers to the manifest's verification stats and re-render card.md."""
+    manifest = Manifest.from_json(read_text(f"{out_dir}/{MANIFEST_FILE}") or "{}")
+    shown = {k: round(v, CARD_DIGITS) if isinstance(v, float) else v for k, v in metrics.items() if k in CARD_METRICS}
+    verification = {**manifest.stats.get("verification", {}), **shown}
+    manifest.stats = {**manifest.stats, "verification": verification}
+    write_text_atomic(f"{out_dir}/{MANIFEST_FILE}", manifest.to_json())
+    card_md = render_card(load_output_card(PIPELINE), manifest, load_source_card(manifest.source))
+    write_text_atomic(f"{out_dir}/{CARD_FILE}", card_md)
+    return card_md
+
+
+@flow(name="review", log_prints=True)
+def review(
+    source: str = "sample-droid", out: str = "outputs", url: str | None = None, token: str | None = None,
+    push: bool = False,
+) -> dict[str, Any]:
+    """Pull Label Studio verdicts for OUT/la/<source>/ and rewrite it with the verified set."""
+    logger = get_run_logger()
+    card = load_source_card(source)
+    out_dir = output_dir(out, PIPELINE, card.name)
+    manifest = load_run(out_dir)
+    if push:
+        pushed = push_task(out_dir, url, token)
+        logger.info(f"pushed {pushed['created']} new tasks ({pushed['existing']} already there) to {pushed['title']}")
+    export = fetch_export(url, token, _project_title(out_dir, manifest))
+    verdicts, metrics = verdicts_from_export(export, card.params.la.quality_keep)
+    save_review(out_dir, export, verdicts, metrics)
+    logger.info(
+        f"{metrics['reviewed']} of {metrics['candidates']} tasks reviewed, {metrics['kept']} kept; "
+        f"alpha {metrics['krippendorff_alpha']}"
+    )
+    metrics["applied"] = apply_task(out_dir, verdicts)
+    report(out_dir, metrics)
+    create_markdown_artifact(
+        key=f"review-{card.name}".replace("_", "-").lower(), markdown=stats_table(metrics),
+        description="human verification (Label Studio)",
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    review()

@@ -1,0 +1,313 @@
+"""Push la candidates to Label Studio for human verification (la4vla.txt Appendix 7.6).
+
+Phases:
+1. collect  read the candidate rows of OUT/la/<source>/shards and the manifest;
+2. clips    cut one MP4 per segment and review camera from the source episode
+            (exterior view, plus the wrist view when the card has one) into
+            OUT/la/<source>/review/media/, skipping clips already there;
+3. tasks    one task per segment keyed `source_episode_id#segment_index`, the
+            proposal (subaction, instruction, start, end) attached as a
+            prediction, disagreements with the kinematic cross-check first;
+4. deliver  either import the tasks missing from the run's project (found again
+            by title, so re-pushing creates no duplicates), or write
+            Label Studio-importable JSON plus the labeling config for users
+            without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import fsspec
+import pyarrow.parquet as pq
+
+from annotators.segments.base import VOCABULARY
+from datasets_cards import SourceCard, load_source_card
+from datasets_cards.constants import MANIFEST_FILE, REVIEW_DIR, SHARD_GLOB, SHARDS_DIR
+from datasets_cards.manifest import Manifest
+from pipelines.io import read_text, write_text_atomic
+from pipelines.quarantine import Quarantined
+from pipelines.readers import open_reader
+from pipelines.review import labeling
+from pipelines.review.clips import write_clip
+from pipelines.review.client import URL_ENV, LabelStudioClient, settings_from_env
+
+MEDIA_DIR = "media"
+TASKS_FILE = "tasks.json"
+PROJECT_FILE = "project.json"  # where the run's project lives: lets pull find it after the manifest changes
+LABEL_CONFIG_FILE = "label_config.xml"
+LOCAL_FILES_URL = "/data/local-files/?d="
+DOCUMENT_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+TITLE_MAX_CHARS = 50  # Label Studio's limit on project titles
+CANDIDATE_COLUMNS = (
+    "source_episode_id", "segment_index", "subaction", "instruction", "task", "start", "end", "fps",
+    "agreement", "segmenter", "cameras",
+)
+
+
+@dataclass
+class PushResult:
+    title: str
+    tasks: int  # candidate tasks built this time
+    created: int  # imported now
+    existing: int  # already in the project (skipped)
+    project_id: int | None = None
+    tasks_file: str | None = None  # export_tasks_json only
+    unreadable: list[str] = field(default_factory=list)  # "episode_id: reason" whose segments got no task
+
+    def summary(self) -> str:
+        """One line for people: where the tasks went and what to do next."""
+        skipped = f"; {len(self.unreadable)} episode(s) unreadable, their segments were not pushed" if self.unreadable else ""
+        if self.tasks_file:
+            return (
+                f"{self.tasks} review tasks written to {self.tasks_file}{skipped}. To verify: `make labelstudio`, "
+                f"then set {URL_ENV} and LABEL_STUDIO_API_KEY and run `python -m pipelines review <source> --push` "
+                "(or import it by hand with review/label_config.xml)"
+            )
+        return f"{self.created} new review tasks in Label Studio project {self.title!r} ({self.existing} already there){skipped}"
+
+
+def task_key(source_episode_id: str, segment_index: int) -> str:
+    """Stable task key: the la output card's row key."""
+    return f"{source_episode_id}#{int(segment_index)}"
+
+
+def project_title(manifest: Manifest) -> str:
+    """One project per run: pipeline, source and config hash (same run → same project)."""
+    return f"{manifest.pipeline}/{manifest.source}/{manifest.config_hash}"[-TITLE_MAX_CHARS:]
+
+
+def load_run(out_dir: str) -> Manifest:
+    text = read_text(f"{out_dir}/{MANIFEST_FILE}")
+    if text is None:
+        raise FileNotFoundError(f"no {MANIFEST_FILE} in {out_dir}: run `make annotate` first")
+    return Manifest.from_json(text)
+
+
+def read_candidates(out_dir: str) -> list[dict[str, Any]]:
+    """The candidate segments of every shard, as rows with the columns the review needs."""
+    fs, root = fsspec.core.url_to_fs(out_dir)
+    rows: list[dict[str, Any]] = []
+    for path in sorted(fs.glob(f"{root}/{SHARDS_DIR}/{SHARD_GLOB}")):
+        with fs.open(path, "rb") as f:
+            rows += pq.read_table(f, columns=list(CANDIDATE_COLUMNS)).to_pylist()
+    return rows
+
+
+def episode_indices(manifest: Manifest) -> dict[str, int]:
+    """Source episode id → its index in the reader's order, from the shard records' unit ranges."""
+    indices: dict[str, int] = {}
+    for shard in manifest.shards:
+        start = int(shard.unit.split(":", 1)[0])
+        for offset, episode_id in enumerate(shard.episodes):
+            indices[episode_id] = start + offset
+    return indices
+
+
+def review_cameras(card: SourceCard) -> list[str]:
+    """The clips shown to verifiers: the first exterior camera, then the first wrist camera if any."""
+    exterior = card.cameras_with_view("exterior") or list(card.cameras)
+    return exterior[:1] + card.cameras_with_view("wrist")[:1]
+
+
+def clip_path(media_dir: str, key: str, camera: str) -> str:
+    safe = key.replace("/", "_").replace("#", "__")
+    return f"{media_dir}/{safe}.{camera}.mp4"
+
+
+def write_segment_clips(
+    out_dir: str, manifest: Manifest, card: SourceCard, rows: list[dict[str, Any]], cameras: list[str],
+    location: str | None = None,
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Cut the clips of every candidate; returns ({key: {camera: path}}, unreadable episodes with reasons)."""
+    media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
+    fs, _ = fsspec.core.url_to_fs(media_dir)
+    indices = episode_indices(manifest)
+    by_episode: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_episode[row["source_episode_id"]].append(row)
+    clips: dict[str, dict[str, str]] = {}
+    unreadable: list[str] = []
+    reader = None
+    for episode_id, segments in by_episode.items():
+        wanted = {
+            task_key(r["source_episode_id"], r["segment_index"]): {c: clip_path(media_dir, task_key(
+                r["source_episode_id"], r["segment_index"]), c) for c in cameras} for r in segments
+        }
+        if all(fs.exists(p) for paths in wanted.values() for p in paths.values()):
+            clips.update(wanted)  # a re-push reuses the clips it already cut
+            continue
+        if episode_id not in indices:
+            unreadable.append(f"{episode_id}: not listed in the manifest's shard records")
+            continue
+        reader = reader or open_reader(card, location or manifest.source_location)
+        item = next(iter(reader.read(indices[episode_id], indices[episode_id] + 1)), None)
+        if item is None or isinstance(item, Quarantined) or item.episode_id != episode_id:
+            reason = item.reason if isinstance(item, Quarantined) else "the reader returned another episode"
+            unreadable.append(f"{episode_id}: {reason}")
+            continue
+        for row in segments:
+            key = task_key(row["source_episode_id"], row["segment_index"])
+            for camera, path in wanted[key].items():
+                if not fs.exists(path):
+                    write_clip(item.frames[camera][row["start"]: row["end"]], item.fps, path)
+            clips[key] = wanted[key]
+    return clips, unreadable
+
+
+def media_url(path: str, document_root: str) -> str:
+    """The Label Studio local-files URL of a clip (it must lie below the server's document root)."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(document_root))
+    if relative.startswith(".."):
+        raise ValueError(
+            f"clip {path} is outside the Label Studio document root {document_root}; "
+            f"start the server with {DOCUMENT_ROOT_ENV} set to a parent of the output folder"
+        )
+    return LOCAL_FILES_URL + quote(relative)
+
+
+def build_tasks(
+    rows: list[dict[str, Any]], clips: dict[str, dict[str, str]], document_root: str
+) -> list[dict[str, Any]]:
+    """Label Studio tasks with the proposal as a prediction; disagreements first, then by key."""
+    tasks = []
+    for row in rows:
+        key = task_key(row["source_episode_id"], row["segment_index"])
+        if key not in clips:
+            continue
+        needs_review_first = not row["agreement"]
+        data = {
+            "key": key,
+            "source_episode_id": row["source_episode_id"],
+            "segment_index": int(row["segment_index"]),
+            "task": row["task"],
+            "subaction": row["subaction"],
+            "instruction": row["instruction"],
+            "start": int(row["start"]),
+            "end": int(row["end"]),
+            "fps": float(row["fps"]),
+            "agreement": bool(row["agreement"]),
+            "priority": int(needs_review_first),  # 1 = the kinematic cross-check disagrees: review first
+            "summary": (
+                f"{key}: proposed '{row['subaction']}' on frames [{row['start']}, {row['end']})"
+                + ("  (segmenters disagree)" if needs_review_first else "")
+            ),
+            **{labeling.video_key(cam): media_url(path, document_root) for cam, path in clips[key].items()},
+        }
+        tasks.append({"data": data, "predictions": [prediction(row, next(iter(clips[key])))]})
+    return sorted(tasks, key=lambda t: (-t["data"]["priority"], t["data"]["source_episode_id"],
+                                        t["data"]["segment_index"]))
+
+
+def prediction(row: dict[str, Any], to_name: str) -> dict[str, Any]:
+    """The proposal as a Label Studio prediction: it prefills the editable controls."""
+    def item(name: str, kind: str, value: dict[str, Any]) -> dict[str, Any]:
+        return {"from_name": name, "to_name": to_name, "type": kind, "value": value}
+
+    return {
+        "model_version": row.get("segmenter") or "la",
+        "result": [
+            item(labeling.SUBACTION, "choices", {"choices": [row["subaction"]]}),
+            item(labeling.INSTRUCTION, "textarea", {"text": [row["instruction"]]}),
+            item(labeling.START, "number", {"number": int(row["start"])}),
+            item(labeling.END, "number", {"number": int(row["end"])}),
+        ],
+    }
+
+
+def _prepare(
+    out_dir: str, card: SourceCard | None, location: str | None, document_root: str | None
+) -> tuple[Manifest, list[dict[str, Any]], str, str, list[str]]:
+    if "://" in out_dir and not out_dir.startswith("file://"):
+        raise ValueError(
+            f"the Label Studio review needs a local output folder (its clips are served from disk), got {out_dir}"
+        )
+    out_dir = out_dir.removeprefix("file://")
+    manifest = load_run(out_dir)
+    card = card or load_source_card(manifest.source)
+    cameras = review_cameras(card)
+    rows = read_candidates(out_dir)
+    clips, unreadable = write_segment_clips(out_dir, manifest, card, rows, cameras, location)
+    # Default document root: the output root OUT (out_dir is OUT/la/<source>), as `make labelstudio` serves it.
+    root = document_root or os.environ.get(DOCUMENT_ROOT_ENV) or str(Path(out_dir).parent.parent)
+    tasks = build_tasks(rows, clips, root)
+    config = labeling.labeling_config(cameras, VOCABULARY)
+    return manifest, tasks, config, root, unreadable
+
+
+def export_tasks_json(
+    out_dir: str, *, card: SourceCard | None = None, location: str | None = None, document_root: str | None = None
+) -> PushResult:
+    """Write OUT/la/<source>/review/{tasks.json, label_config.xml} and the clips, for import by hand.
+
+    In Label Studio: create a project, paste label_config.xml under Settings → Labeling Interface,
+    add a Local Files storage pointing at review/media (server started with
+    LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<document_root>),
+    then import tasks.json. `document_root` defaults to that env var, else the output root.
+    """
+    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, location, document_root)
+    review = f"{out_dir}/{REVIEW_DIR}"
+    write_text_atomic(f"{review}/{LABEL_CONFIG_FILE}", config)
+    write_text_atomic(f"{review}/{TASKS_FILE}", json.dumps(tasks, indent=1))
+    return PushResult(project_title(manifest), len(tasks), 0, 0,
+                      tasks_file=f"{review}/{TASKS_FILE}", unreadable=unreadable)
+
+
+def existing_keys(client: LabelStudioClient, project_id: int) -> set[str]:
+    return {t["data"].get("key") for t in client.export(project_id)}
+
+
+def ensure_project(
+    client: LabelStudioClient, title: str, config: str, media_dir: str, annotations_per_task: int = 1
+) -> dict[str, Any]:
+    """The run's project (created on first push) with a local-files storage over its clips."""
+    project = client.find_project(title) or client.create_project(
+        title, config, description="LA segment verification (la4vla.txt Appendix 7.6): quality 0-3, keep ≥ 2",
+        annotations_per_task=annotations_per_task,
+    )
+    media = os.path.abspath(media_dir)
+    if not any(os.path.abspath(s.get("path", "")) == media for s in client.local_storages(project["id"])):
+        client.add_local_storage(project["id"], media, title="la review clips")
+    return project
+
+
+def push_candidates(
+    out_dir: str, client: LabelStudioClient, *, card: SourceCard | None = None, location: str | None = None,
+    document_root: str | None = None, annotations_per_task: int = 1,
+) -> PushResult:
+    """Create (or find) the run's project and import the candidates it does not hold yet.
+
+    `annotations_per_task` > 1 makes Label Studio hand each task to that many verifiers
+    (needed for Krippendorff's alpha; the paper double-annotated a subset).
+    """
+    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, location, document_root)
+    title = project_title(manifest)
+    project = ensure_project(client, title, config, f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}", annotations_per_task)
+    have = existing_keys(client, project["id"])
+    new = [t for t in tasks if t["data"]["key"] not in have]
+    if new:
+        client.import_tasks(project["id"], new)
+    write_text_atomic(
+        f"{out_dir}/{REVIEW_DIR}/{PROJECT_FILE}",
+        json.dumps({"title": title, "id": project["id"], "url": client.url}, indent=2),
+    )
+    return PushResult(title, len(tasks), len(new), len(tasks) - len(new), project_id=project["id"],
+                      unreadable=unreadable)
+
+
+def push_or_export(
+    out_dir: str, *, url: str | None = None, token: str | None = None, card: SourceCard | None = None,
+    location: str | None = None,
+) -> PushResult:
+    """Push to Label Studio when a server is configured (args or LABEL_STUDIO_URL + token), else write task JSON."""
+    url, token = settings_from_env(url, token)
+    if not url or not token:
+        return export_tasks_json(out_dir, card=card, location=location)
+    with LabelStudioClient(url, token) as client:
+        return push_candidates(out_dir, client, card=card, location=location)

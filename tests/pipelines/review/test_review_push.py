@@ -1,0 +1,94 @@
+"""Push without a server: clips cut from the source, importable task JSON, review order, media URLs."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import av
+import pytest
+
+from datasets_cards.constants import REVIEW_DIR
+from pipelines.review import labeling
+from pipelines.review.push import LABEL_CONFIG_FILE, LOCAL_FILES_URL, export_tasks_json, media_url, push_or_export
+from tests.pipelines.review.conftest import EXTERIOR, WRIST
+
+
+def decoded_frames(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.mark.parametrize(
+    "path, root, expected",
+    [
+        ("/out/la/x/review/media/a#0.mp4", "/out", LOCAL_FILES_URL + "la/x/review/media/a%230.mp4"),
+        ("/out/la/x/a b.mp4", "/out/la", LOCAL_FILES_URL + "x/a%20b.mp4"),
+    ],
+)
+def test_media_url_is_relative_to_the_document_root_and_quoted(path, root, expected):
+    assert media_url(path, root) == expected
+
+
+def test_media_url_outside_the_document_root_is_an_error():
+    with pytest.raises(ValueError, match="document root"):
+        media_url("/elsewhere/clip.mp4", "/out")
+
+
+def test_export_writes_one_task_per_segment_with_clips_of_its_frames(la_run):
+    result = export_tasks_json(str(la_run.out_dir))
+    tasks = json.loads(open(result.tasks_file).read())
+    review = la_run.out_dir / REVIEW_DIR
+    assert result.tasks == len(tasks) == 2 * len(la_run.episode_ids) and not result.unreadable
+    assert len({t["data"]["key"] for t in tasks}) == len(tasks)
+    for t in tasks:
+        data = t["data"]
+        for camera in (EXTERIOR, WRIST):
+            url = data[labeling.video_key(camera)]
+            clip = la_run.out / url.removeprefix(LOCAL_FILES_URL)  # default document root: the output root
+            assert decoded_frames(clip) == data["end"] - data["start"]
+    root = ET.parse(review / LABEL_CONFIG_FILE).getroot()
+    assert [v.get("name") for v in root.findall(".//Video")] == [EXTERIOR, WRIST]
+
+
+def test_disagreements_come_first_and_proposals_are_predictions(la_run):
+    tasks = json.loads(open(export_tasks_json(str(la_run.out_dir)).tasks_file).read())
+    assert [t["data"]["agreement"] for t in tasks] == [False] + [True] * (len(tasks) - 1)
+    assert tasks[0]["data"]["priority"] == 1 and tasks[0]["data"]["key"] == f"{la_run.episode_ids[0]}#1"
+    first = tasks[0]
+    values = {r["from_name"]: r["value"] for r in first["predictions"][0]["result"]}
+    assert values == {
+        labeling.SUBACTION: {"choices": [first["data"]["subaction"]]},
+        labeling.INSTRUCTION: {"text": [first["data"]["instruction"]]},
+        labeling.START: {"number": first["data"]["start"]},
+        labeling.END: {"number": first["data"]["end"]},
+    }
+
+
+def test_second_export_reuses_the_clips(la_run):
+    export_tasks_json(str(la_run.out_dir))
+    media = la_run.out_dir / REVIEW_DIR / "media"
+    stamps = {p.name: p.stat().st_mtime_ns for p in media.iterdir()}
+    export_tasks_json(str(la_run.out_dir))
+    assert {p.name: p.stat().st_mtime_ns for p in media.iterdir()} == stamps
+
+
+def test_episode_missing_from_the_manifest_is_reported_not_dropped_silently(la_run):
+    manifest_path = la_run.out_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["episodes"] = manifest["shards"][0]["episodes"][:2]
+    manifest_path.write_text(json.dumps(manifest))
+    result = export_tasks_json(str(la_run.out_dir))
+    assert result.tasks == 4 and result.unreadable == [f"{la_run.episode_ids[2]}: not listed in the manifest's shard records"]
+
+
+def test_without_a_server_push_or_export_writes_task_json(la_run, monkeypatch):
+    for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_USER_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    result = push_or_export(str(la_run.out_dir))
+    assert result.tasks_file and result.tasks == 6 and "make labelstudio" in result.summary()
+
+
+def test_remote_output_folders_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="local output folder"):
+        export_tasks_json("s3://bucket/out/la/droid")

@@ -1,0 +1,85 @@
+"""End to end against a real Label Studio: push twice, serve a clip, two verifiers, pull, apply.
+
+Annotations (A = the admin, B = a second verifier), proposals grasp/lift:
+  ep0#0  A 3 (keeps grasp), B 2 (says lower)  → 2.5 kept, subaction tie → latest (B): lower
+  ep0#1  A 1, B 2                              → 1.5 dropped
+  ep1#0  A 2, B 2, both rewrite the instruction → 2.0 kept, instruction corrected
+  ep1#1  A 0                                   → 0.0 dropped
+  ep2    not reviewed
+Krippendorff's alpha (interval) over the three double-annotated tasks, by hand:
+pooled 3,2,1,2,2,2 → Do = 4/6, De = 24/30, alpha = 1 - (4/6)/(24/30) = 1/6.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from datasets_cards.constants import REVIEW_DIR
+from pipelines.flows.review import review
+from pipelines.review import labeling
+from pipelines.review.client import LabelStudioClient
+from pipelines.review.pull import METRICS_FILE, VERDICTS_FILE
+from pipelines.review.push import PROJECT_FILE, push_candidates
+from tests.pipelines.review.conftest import SOURCE, write_la_run
+
+pytestmark = pytest.mark.server
+
+NEW_INSTRUCTION = "grasp the block from above"
+
+
+def result(quality: int, confidence: int, **values) -> list[dict]:
+    kinds = {labeling.SUBACTION: ("choices", lambda v: {"choices": [v]}),
+             labeling.INSTRUCTION: ("textarea", lambda v: {"text": [v]})}
+    items = [("quality", "choices", {"choices": [str(quality)]}), ("confidence", "choices", {"choices": [str(confidence)]})]
+    items += [(name, kinds[name][0], kinds[name][1](v)) for name, v in values.items()]
+    return [{"from_name": n, "to_name": "static", "type": t, "value": v} for n, t, v in items]
+
+
+def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tmp_path):
+    run = write_la_run(label_studio.document_root / tmp_path.name)
+    ep0, ep1, _ = run.episode_ids
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    docroot = str(label_studio.document_root)
+
+    first = push_candidates(str(run.out_dir), client, document_root=docroot)
+    second = push_candidates(str(run.out_dir), client, document_root=docroot)
+    assert (first.created, first.existing) == (6, 0)
+    assert (second.created, second.existing, second.project_id) == (0, 6, first.project_id)
+    tasks = {t["data"]["key"]: t for t in client.export(first.project_id)}
+    assert len(tasks) == 6 and json.loads((run.out_dir / REVIEW_DIR / PROJECT_FILE).read_text())["id"] == first.project_id
+
+    clip_url = tasks[f"{ep0}#0"]["data"][labeling.video_key("static")]
+    served = client.get(clip_url)
+    on_disk = label_studio.document_root / clip_url.split("?d=", 1)[1]
+    assert served.status_code == 200 and served.headers["content-type"] == "video/mp4"
+    assert served.content == on_disk.read_bytes()
+
+    verifier_b = client.create_user("verifier-b@example.com")["id"]
+    for key, a, b in [
+        (f"{ep0}#0", result(3, 2, subaction="grasp"), result(2, 1, subaction="lower")),
+        (f"{ep0}#1", result(1, 1), result(2, 2)),
+        (f"{ep1}#0", result(2, 2, instruction=NEW_INSTRUCTION), result(2, 2, instruction=NEW_INSTRUCTION)),
+        (f"{ep1}#1", result(0, 2), None),
+    ]:
+        client.create_annotation(tasks[key]["id"], a)
+        if b is not None:
+            client.create_annotation(tasks[key]["id"], b, completed_by=verifier_b)
+
+    metrics = review(source=SOURCE, out=str(run.out), url=label_studio.url, token=label_studio.token)
+
+    assert metrics["krippendorff_alpha"] == pytest.approx(1 / 6)
+    assert (metrics["reviewed"], metrics["kept"], metrics["retention"]) == (4, 2, 0.5)
+    assert metrics["per_annotator"] == {"admin@example.com": 4, "verifier-b@example.com": 3}
+    verdicts = pq.read_table(run.out_dir / REVIEW_DIR / VERDICTS_FILE).to_pylist()
+    assert [(v["source_episode_id"], v["segment_index"], v["quality"], v["num_annotators"]) for v in verdicts] == [
+        (ep0, 0, 2.5, 2), (ep0, 1, 1.5, 2), (ep1, 0, 2.0, 2), (ep1, 1, 0.0, 1),
+    ]
+    assert json.loads((run.out_dir / REVIEW_DIR / METRICS_FILE).read_text())["kept"] == 2
+
+    kept = pq.read_table(run.out_dir / "shards").to_pylist()
+    assert [(r["source_episode_id"], r["segment_index"], r["subaction"], r["instruction"], r["verified"])
+            for r in kept] == [(ep0, 0, "lower", "grasp the object", True), (ep1, 0, "grasp", NEW_INSTRUCTION, True)]
+    assert "Krippendorff" in (run.out_dir / "card.md").read_text()
