@@ -1,0 +1,123 @@
+"""Tiny la and gaze output folders written without the pipelines: Parquet shards that
+follow the output cards' Arrow schemas, and a manifest with correct sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datasets_cards import load_output_card
+from datasets_cards.constants import MANIFEST_FILE, SHARD_PATTERN, SHARDS_DIR
+from datasets_cards.manifest import Manifest, ShardRecord
+
+# Base-frame unit vectors of the LA instruction words (annotators/segments/templates.py).
+DIRECTIONS = {
+    "forward": (1, 0, 0), "backward": (-1, 0, 0), "left": (0, 1, 0),
+    "right": (0, -1, 0), "up": (0, 0, 1), "down": (0, 0, -1),
+}
+
+
+def write_output_folder(
+    root: Path, card_name: str, rows: list[dict[str, Any]], *, rows_per_shard: int, row_group_rows: int,
+    source: str = "droid",
+) -> Manifest:
+    """Write `rows` as shards of the card's schema plus manifest.json; returns the manifest."""
+    card = load_output_card(card_name)
+    schema = card.arrow_schema()
+    (root / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, start in enumerate(range(0, len(rows), rows_per_shard)):
+        chunk = rows[start : start + rows_per_shard]
+        rel = f"{SHARDS_DIR}/{SHARD_PATTERN.format(index=index)}"
+        table = pa.Table.from_pylist(chunk, schema=schema)
+        pq.write_table(table, root / rel, row_group_size=row_group_rows)
+        data = (root / rel).read_bytes()
+        records.append(ShardRecord(
+            unit=f"unit-{index}", path=rel, rows=len(chunk), bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), episodes=sorted({str(r["episode_id"]) for r in chunk}),
+            seconds=0.0,
+        ))
+    now = datetime.now(UTC).isoformat()
+    manifest = Manifest(
+        pipeline=card.name, output_card_version=card.version, source=source, source_location="synthetic",
+        config_hash="0" * 16, config={}, code_version="test", created=now, updated=now, complete=True,
+        planned_units=len(records), shards=records,
+    )
+    (root / MANIFEST_FILE).write_text(manifest.to_json())
+    return manifest
+
+
+def la_rows(episodes: int = 12, segments: int = 3, seed: int = 0, speed: float = 0.01) -> list[dict[str, Any]]:
+    """Segments that move the end effector along their instruction's direction (absolute actions)."""
+    rng = np.random.default_rng(seed)
+    words = list(DIRECTIONS)
+    rows = []
+    for e in range(episodes):
+        for s in range(segments):
+            word = words[int(rng.integers(len(words)))]
+            length = int(rng.integers(6, 14))
+            start = rng.uniform(-0.3, 0.3, size=6).astype(np.float32)
+            steps = np.arange(length + 1, dtype=np.float32)[:, None]
+            pose = start + steps * speed * np.r_[DIRECTIONS[word], 0, 0, 0].astype(np.float32)
+            pose += rng.normal(0, speed * 0.05, pose.shape).astype(np.float32)
+            gripper = np.full(length + 1, float(rng.integers(2)), np.float32)
+            actions = np.concatenate([pose[1:], gripper[1:, None]], axis=1)
+            rows.append({
+                "episode_id": f"ep{e:03d}#{s}", "source": "droid", "source_episode_id": f"ep{e:03d}",
+                "segment_index": s, "subaction": "move", "instruction": f"move the gripper {word} while holding nothing",
+                "task": "tidy the table", "start": s * 20, "end": s * 20 + length, "fps": 15.0,
+                "state": pose[:-1].tolist(), "state_names": ["x", "y", "z", "roll", "pitch", "yaw"],
+                "gripper": gripper[:-1].tolist(), "actions": actions.tolist(),
+                "action_names": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"],
+                "segmenter": "kinematic", "kinematic_subaction": "move", "agreement": True, "verified": True,
+                "quality": 3.0, "confidence": 2.0, "num_annotators": 1, "cameras": ["exterior_1_left"],
+                "source_location": "synthetic", "flags": [], "keyframes": [s * 20],
+            })
+    return rows
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def gaze_rows(episodes: int = 6, frames: int = 8, size: int = 48, seed: int = 0) -> list[dict[str, Any]]:
+    """A coloured square on noise; the crop shows the square, the action points at it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(episodes):
+        colour = rng.integers(80, 255, size=3)
+        for t in range(frames):
+            image = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            x0, y0 = (int(v) for v in rng.integers(0, size - 12, size=2))
+            image[y0 : y0 + 12, x0 : x0 + 12] = colour
+            has_box = (e + t) % 5 != 4  # some frames have no reliable box
+            crop = image[max(0, y0 - 4) : y0 + 16, max(0, x0 - 4) : x0 + 16]
+            cx, cy = (x0 + 6) / size - 0.5, (y0 + 6) / size - 0.5
+            rows.append({
+                "episode_id": f"ep{e:03d}", "source": "bridge", "frame_index": t, "camera": "image_0",
+                "instruction": "pick up the block", "target_phrase": "block.", "image": _jpeg(image),
+                "crop": _jpeg(crop) if has_box else None,
+                "box": [x0, y0, x0 + 12, y0 + 12] if has_box else None,
+                "crop_box": [max(0, x0 - 4), max(0, y0 - 4), x0 + 16, y0 + 16] if has_box else None,
+                "score": 0.9 if has_box else None, "flags": ["detected"] if has_box else ["no_box"],
+                "width": size, "height": size, "state": rng.normal(size=7).astype(np.float32).tolist(),
+                "gripper": float(t % 2), "action": [cx, cy, 0.0, 0.0, 0.0, 0.0, float(t % 2)],
+            })
+    return rows
+
+
+def make_la_folder(root: Path, **kwargs: Any) -> Manifest:
+    return write_output_folder(root, "la", la_rows(**kwargs), rows_per_shard=10, row_group_rows=4)
+
+
+def make_gaze_folder(root: Path, **kwargs: Any) -> Manifest:
+    return write_output_folder(root, "gaze", gaze_rows(**kwargs), rows_per_shard=16, row_group_rows=8, source="bridge")

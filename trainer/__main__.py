@@ -1,0 +1,37 @@
+"""`python -m trainer --recipe la --data OUT/la/<source> --steps N --out CKPT_DIR [--model.dim 256 ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from trainer.models import ModelConfig
+from trainer.train import TrainConfig, train
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    for f in dataclasses.fields(cls):
+        if f.name == "model":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = type(default)
+        if kind is bool:
+            parser.add_argument(f"--{prefix}{f.name}", type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+        else:
+            parser.add_argument(f"--{prefix}{f.name}".replace("_", "-"), dest=f"{prefix}{f.name}", type=kind, default=default)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a reference recipe on an output folder.")
+    _add_fields(parser, TrainConfig)
+    _add_fields(parser, ModelConfig, "model.")
+    args = vars(parser.parse_args(argv))
+    model = ModelConfig(**{k.removeprefix("model."): v for k, v in args.items() if k.startswith("model.")})
+    cfg = TrainConfig(**{k: v for k, v in args.items() if not k.startswith("model.")}, model=model)
+    result = train(cfg)
+    print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
+
+
+if __name__ == "__main__":
+    main()
