@@ -1,0 +1,138 @@
+"""The la pipeline on synthetic episodes: rows, statistics, plots, LeRobot v2.1, verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from datasets_cards import Episode, load_output_card, load_source_card
+from datasets_cards.manifest import Manifest, ShardRecord
+from pipelines.base import make_pipeline
+from pipelines.io import ShardWriter
+from pipelines.la.verification import VERDICT_SCHEMA, apply_verdicts
+from pipelines.lerobot import validate_lerobot_v21
+from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
+
+
+def make_episode(index: int) -> Episode:
+    item, _ = phase_trajectory(PICK_AND_PLACE, seed=index)
+    actions = np.concatenate([item.arm_state, item.gripper[:, None]], axis=1)
+    return Episode(f"ep{index}", "droid", "put the cup in the bowl", item.fps, {}, item.arm_state, item.gripper, actions)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipeline("la", load_source_card("droid"), {"plots": 1})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, pipe):
+    """Two units of episodes annotated, shards and a manifest written, finalize called."""
+    out = str(tmp_path_factory.mktemp("la") / "la" / "droid")
+    manifest = Manifest(pipeline="la", output_card_version="1.0.0", source="droid", source_location="synthetic",
+                        config_hash="x", config=pipe.config(), code_version="test", created="", updated="")
+    for unit, episodes in enumerate([[make_episode(0), make_episode(1)], [make_episode(2)]]):
+        rows = [row for e in episodes for row in pipe.annotate(e)]
+        path = f"shards/shard-{unit:05d}.parquet"
+        with ShardWriter(pipe.output, f"{out}/{path}") as w:
+            w.write_rows(rows)
+        n, size, sha = w.result
+        manifest.shards.append(ShardRecord(unit=f"{unit}:{unit + 1}", path=path, rows=n, bytes=size, sha256=sha,
+                                           episodes=[e.episode_id for e in episodes], seconds=0.0,
+                                           stats=pipe.unit_stats(rows)))
+    manifest.stats = pipe.finalize(out, manifest)
+    with open(f"{out}/manifest.json", "w") as f:
+        f.write(manifest.to_json())
+    return out, manifest
+
+
+def test_rows_cover_each_episode_and_start_unverified(pipe):
+    episode = make_episode(0)
+    rows = pipe.annotate(episode)
+    assert [r["segment_index"] for r in rows] == list(range(len(rows)))
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == episode.num_frames
+    assert all(a["end"] == b["start"] for a, b in zip(rows, rows[1:]))
+    assert not any(r["verified"] for r in rows) and all(r["quality"] is None for r in rows)
+    assert all(len(r["state"]) == r["end"] - r["start"] for r in rows)
+    pa.Table.from_pylist(rows, schema=load_output_card("la").arrow_schema())  # fits the card
+
+
+def test_unknown_segmenter_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown segmenter 'magic'"):
+        make_pipeline("la", load_source_card("droid"), {"segmenter": "magic"})
+
+
+def test_vlm_segmenter_without_endpoint_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_BASE_URL"):
+        make_pipeline("la", load_source_card("droid"), {"segmenter": "vlm"})
+
+
+def test_finalize_reports_table3_and_primitives(run):
+    _, manifest = run
+    t3 = manifest.stats["table3"]
+    assert t3["source"] == {"episodes": 3, "frames": 3 * 135, "frames_per_episode": 135.0}
+    assert t3["candidates"]["episodes"] == manifest.rows and t3["candidates"]["frames"] == 3 * 135
+    assert t3["verified"]["episodes"] == 0
+    assert sum(manifest.stats["primitives"].values()) == manifest.rows
+    assert manifest.stats["plots"] == ["plots/episode-000.png"]
+
+
+def test_lerobot_layout_is_valid_v21_with_la33k_keys(run):
+    out, manifest = run
+    assert validate_lerobot_v21(f"{out}/lerobot") == []
+    info = json.loads(open(f"{out}/lerobot/meta/info.json").read())
+    assert info["total_episodes"] == manifest.rows
+    for key in ("observation.state.cartesian_position", "observation.state.gripper_position",
+                "action.cartesian_position", "action.gripper_position"):
+        assert key in info["features"]
+    assert info["features"]["action.cartesian_position"]["shape"] == [6]
+
+
+def verdicts(rows: list[tuple]) -> pa.Table:
+    names = VERDICT_SCHEMA.names
+    return pa.Table.from_pylist([dict(zip(names, r)) for r in rows], schema=VERDICT_SCHEMA)
+
+
+def test_apply_verdicts_keeps_quality_at_least_two_and_applies_corrections(run, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "la" / "droid")
+    shutil.copytree(run[0], out)
+    table = verdicts([
+        ("ep0", 0, 3.0, 2.0, 2, None, None),
+        ("ep0", 1, 2.0, 1.5, 2, "grasp", "close the gripper on the object"),
+        ("ep0", 2, 1.5, 1.0, 2, None, None),  # below the keep threshold
+        ("ep1", 0, 2.5, 2.0, 1, "wait", None),
+    ])
+    stats = apply_verdicts(out, table)
+    assert stats["kept"] == 3 and stats["reviewed"] == 4
+    assert stats["retention_rate"] == pytest.approx(3 / run[1].rows, abs=1e-4)
+    kept = pa.concat_tables([pq.read_table(f"{out}/shards/shard-{i:05d}.parquet") for i in range(2)]).to_pylist()
+    assert [(r["source_episode_id"], r["segment_index"]) for r in kept] == [("ep0", 0), ("ep0", 1), ("ep1", 0)]
+    assert all(r["verified"] for r in kept) and kept[0]["quality"] == 3.0 and kept[1]["num_annotators"] == 2
+    assert kept[1]["instruction"] == "close the gripper on the object"
+    assert kept[2]["subaction"] == "wait" and kept[2]["agreement"] is False
+    manifest = Manifest.from_json(open(f"{out}/manifest.json").read())
+    assert manifest.rows == 3 and manifest.stats["table3"]["verified"]["episodes"] == 3
+    assert "Human verification" in open(f"{out}/card.md").read()
+    assert validate_lerobot_v21(f"{out}/lerobot") == []
+    # re-applying starts from the kept candidates, not from the already filtered shards
+    assert apply_verdicts(out, table)["kept"] == 3
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("ep0", 0, 3.0, 2.0, 2, "fly", None)], "not in the LA vocabulary"),
+        ([("ep0", 0, 3.0, 2.0, 2, None, None), ("ep0", 0, 2.0, 2.0, 2, None, None)], "more than one row"),
+    ],
+)
+def test_bad_verdicts_are_rejected(run, rows, message):
+    with pytest.raises(ValueError, match=message):
+        apply_verdicts(run[0], verdicts(rows))

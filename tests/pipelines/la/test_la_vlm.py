@@ -1,0 +1,57 @@
+"""The la pipeline with the VLM segmenter against a fake OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datasets_cards import Episode, FrameSequence, load_source_card
+from pipelines.base import make_pipeline
+from tests.annotators.segments.fake_openai import FakeOpenAI, Reply, halves_answer
+from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def server():
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+def episode() -> Episode:
+    item, _ = phase_trajectory(PICK_AND_PLACE)
+    t = item.num_frames
+    rng = np.random.default_rng(0)
+    frames = {c: FrameSequence.from_array(rng.integers(0, 255, (t, 36, 64, 3), dtype=np.uint8))
+              for c in ("exterior_1_left", "wrist_left")}
+    actions = np.concatenate([item.arm_state, item.gripper[:, None]], axis=1)
+    return Episode("ep0", "droid", "put the cup in the bowl", item.fps, frames, item.arm_state, item.gripper, actions)
+
+
+def vlm_pipeline(server, monkeypatch, model: str):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("LA_VLM_MODEL", model)
+    options = {"segmenter": "vlm", "vlm": {"backoff_base_s": 0.001, "backoff_max_s": 0.005, "max_output_retries": 1}}
+    return make_pipeline("la", load_source_card("droid"), options)
+
+
+def test_vlm_rows_carry_the_kinematic_cross_check_and_tokens(server, monkeypatch):
+    server.script("la-valid", [Reply(halves_answer("move", "lift"), prompt_tokens=1200, completion_tokens=80)])
+    pipe = vlm_pipeline(server, monkeypatch, "la-valid")
+    rows = pipe.annotate(episode())
+    assert [r["subaction"] for r in rows] == ["move", "lift"] and {r["segmenter"] for r in rows} == {"vlm"}
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == 135
+    assert rows[0]["agreement"] is True  # the kinematic segmenter also starts with a move
+    assert rows[1]["agreement"] is False and rows[1]["kinematic_subaction"] != "lift"
+    stats = pipe.unit_stats(rows)
+    assert stats["tokens"]["input_tokens"] >= 1200 and stats["tokens"]["requests"] >= 1
+
+
+def test_invalid_vlm_output_falls_back_to_flagged_kinematic_rows(server, monkeypatch):
+    server.script("la-broken", [Reply("this is not json")])
+    rows = vlm_pipeline(server, monkeypatch, "la-broken").annotate(episode())
+    assert {r["segmenter"] for r in rows} == {"vlm_fallback"}
+    assert all(r["flags"] for r in rows) and all(r["agreement"] for r in rows)
