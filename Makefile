@@ -59,18 +59,11 @@ annotate: install  ## annotate DATASET [PIPELINE=gaze|pixel|future|la] [OUT=outp
 review: install  ## pull verified annotations from Label Studio and rewrite the la dataset
 	$(PY) -m pipelines review $(DATASET) --out $(OUT)
 
-labelstudio: labelstudio-venv  ## start Label Studio on 127.0.0.1:$(LS_PORT) (legacy API tokens enabled)
-	@mkdir -p $(LS_DATA) $(CURDIR)/$(OUT)
-	@echo "Label Studio on http://127.0.0.1:$(LS_PORT)  user $(LABEL_STUDIO_USERNAME)  token $(LABEL_STUDIO_USER_TOKEN)"
-	@echo "then: export LABEL_STUDIO_URL=http://127.0.0.1:$(LS_PORT) LABEL_STUDIO_API_KEY=$(LABEL_STUDIO_USER_TOKEN)"
-	LABEL_STUDIO_BASE_DATA_DIR=$(LS_DATA) \
-	LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true \
-	LABEL_STUDIO_USERNAME=$(LABEL_STUDIO_USERNAME) \
-	LABEL_STUDIO_PASSWORD=$(LABEL_STUDIO_PASSWORD) \
+labelstudio: install labelstudio-venv  ## start Label Studio on 127.0.0.1:$(LS_PORT) (legacy API tokens, fresh data dir LS_DATA)
+	@mkdir -p $(CURDIR)/$(OUT)
+	LABEL_STUDIO_USERNAME=$(LABEL_STUDIO_USERNAME) LABEL_STUDIO_PASSWORD=$(LABEL_STUDIO_PASSWORD) \
 	LABEL_STUDIO_USER_TOKEN=$(LABEL_STUDIO_USER_TOKEN) \
-	LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \
-	LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=$(CURDIR)/$(OUT) \
-	$(LS_VENV)/bin/label-studio start --host 127.0.0.1 --port $(LS_PORT) --no-browser
+	$(PY) -m pipelines.review.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(CURDIR)/$(OUT)
 
 prefect-server: install  ## start a Prefect server on 127.0.0.1:4200 (PREFECT_HOME=.prefect)
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200

@@ -117,7 +117,19 @@ class LaPipeline(Pipeline):
                                "output_per_episode": round(total["output_tokens"] / n, 1)}
         stats["plots"] = self.write_plots(out_dir, table)
         stats["lerobot"] = self.write_lerobot(out_dir, manifest, table)
+        if self.options.get("review", True):
+            stats["review"] = self.send_to_review(out_dir, manifest)
         return stats
+
+    def send_to_review(self, out_dir: str, manifest: Manifest) -> str:
+        """Push candidates to Label Studio when LABEL_STUDIO_URL is set, else write importable task JSON."""
+        from pipelines.review.push import push_or_export
+
+        if "://" in out_dir and not out_dir.startswith("file://"):
+            return "skipped: Label Studio serves clips from a local output folder"
+        result = push_or_export(out_dir, card=self.source, location=manifest.source_location)
+        print(result.summary())
+        return result.summary()
 
     def write_plots(self, out_dir: str, table) -> list[str]:
         """Keyframe plots of the first few source episodes (rebuilt from the contiguous segments)."""
