@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ def test_deployment_run_by_a_process_worker_writes_shards(prefect_api, tmp_path)
         "--param", f"out={out}", "--param", "limit=2", "--param", "episodes_per_shard=1",
     )
     assert "Created flow run" in run_out
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", run_out).group(1)
 
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen(
@@ -46,9 +48,8 @@ def test_deployment_run_by_a_process_worker_writes_shards(prefect_api, tmp_path)
     api = prefect_api["PREFECT_API_URL"]
 
     def finished_state():
-        runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 5}, timeout=10).json()
-        states = [r["state"]["type"] for r in runs if r.get("state")]
-        return next((s for s in states if s in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}), None)
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
+        return state if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
 
     try:
         state = wait_until(finished_state, 420, "flow run", interval=2)

@@ -27,7 +27,8 @@ def test_two_ranks_two_workers_read_every_row_exactly_once(la_dir):
     seen = Counter()
     for rank in range(2):
         ds = ShardDataset(str(la_dir), columns=["episode_id"], rank=rank, world_size=2, buffer_size=8)
-        for row in DataLoader(ds, batch_size=None, num_workers=2):
+        # forkserver: the full suite has imported TensorFlow and Prefect, whose threads make fork unsafe.
+        for row in DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="forkserver"):
             seen[row["episode_id"]] += 1
     assert len(seen) == 36 and set(seen.values()) == {1}
 

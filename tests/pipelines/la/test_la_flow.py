@@ -47,7 +47,7 @@ def run(tmp_path_factory):
         mp.setattr(flow_module, "open_reader", SyntheticReader)
         mp.setattr(pipelines.readers, "open_reader", SyntheticReader)  # LA-V re-reads the source
         manifest = flow_module.annotate(source="droid", pipeline="la", out=str(out), episodes_per_shard=2,
-                                        options={"lav": True, "plots": 2})
+                                        options={"lav": True, "plots": 2, "review": False})
     return out / "la" / "droid", manifest
 
 

@@ -26,7 +26,7 @@ def make_episode(index: int) -> Episode:
 
 @pytest.fixture(scope="module")
 def pipe():
-    return make_pipeline("la", load_source_card("droid"), {"plots": 1})
+    return make_pipeline("la", load_source_card("droid"), {"plots": 1, "review": False})
 
 
 @pytest.fixture(scope="module")
