@@ -24,6 +24,7 @@ def write_vocab(path: Path) -> Path:
 
 
 def save_tiny_grounding_dino(folder: Path, image_edge: int = 64, seed: int = 0) -> Path:
+
     """Build, save and return `folder` (loadable with from_pretrained(..., local_files_only=True))."""
     import torch
     from transformers import (

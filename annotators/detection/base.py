@@ -1,0 +1,82 @@
+"""The detector contract, a stub for tests, and the factory by backend name."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from annotators.detection.core import Detections
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Settings shared by every backend (thresholds come from the source card's params.gaze)."""
+
+    model: str = "IDEA-Research/grounding-dino-tiny"  # hub id (looked up in the local cache) or a local folder
+    device: str = "auto"  # auto = cuda when available, else cpu
+    dtype: str = "bfloat16"  # autocast dtype on CUDA; CPU always runs fp32
+    box_threshold: float = 0.3  # Grounding DINO `threshold`: minimum box confidence
+    text_threshold: float = 0.25  # minimum token score for a phrase token to count as matched
+    max_detections: int = 10  # boxes kept per image, best first (bounds post-processing work)
+    batch_size: int = 16  # images per forward pass
+
+    def __post_init__(self) -> None:
+        for name in ("box_threshold", "text_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if self.max_detections < 1 or self.batch_size < 1:
+            raise ValueError(f"max_detections and batch_size must be ≥ 1, got {self.max_detections}, {self.batch_size}")
+
+
+class Detector(Protocol):
+    """Open-vocabulary detection: one phrase per image, one Detections per image."""
+
+    config: DetectorConfig
+
+    def detect(self, images: Sequence[np.ndarray], phrases: Sequence[str]) -> list[Detections]:
+        """`images`: uint8 H×W×3 RGB; `phrases`: one detector prompt per image ("red block.")."""
+        ...
+
+
+class StubDetector:
+    """Canned answers: `answers(image_index, phrase)` for each image seen so far, else no box (tests, ground truth)."""
+
+    def __init__(self, answers: Callable[[int, str], Detections] | None = None, config: DetectorConfig | None = None):
+        self.config = config or DetectorConfig()
+        self.answers = answers
+        self.calls = 0
+
+    def detect(self, images: Sequence[np.ndarray], phrases: Sequence[str]) -> list[Detections]:
+        out = []
+        for _image, phrase in zip(images, phrases, strict=True):
+            out.append(self.answers(self.calls, phrase) if self.answers else Detections.empty())
+            self.calls += 1
+        return out
+
+
+# Backend name → "module:factory"; modules are imported on first use so heavy extras stay optional.
+_BACKENDS: dict[str, str] = {
+    "transformers": "annotators.detection.grounding_dino:GroundingDinoDetector",
+    "ultralytics": "annotators.detection.ultralytics_backend:UltralyticsDetector",
+    "stub": "annotators.detection.base:StubDetector",
+}
+
+
+def register_detector(name: str, target: str) -> None:
+    """Register a backend as "module:callable" taking (config=DetectorConfig, **options)."""
+    _BACKENDS[name] = target
+
+
+def make_detector(backend: str, config: DetectorConfig | None = None, **options: Any) -> Detector:
+    """The detector of `backend` (transformers | ultralytics | stub) built from `config`."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown detector backend {backend!r}; known backends: {sorted(_BACKENDS)}")
+    module, _, attr = _BACKENDS[backend].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(config=config or DetectorConfig(), **options)
+

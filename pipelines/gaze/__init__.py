@@ -1,0 +1,1 @@
+"""The gaze pipeline (ReconVLA gaze crops); registers "gaze" when pipelines.gaze.pipeline is imported."""

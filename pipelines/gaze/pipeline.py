@@ -1,0 +1,220 @@
+"""The gaze pipeline (ReconVLA §3.3): episodes → (full image, gaze crop) pairs.
+
+annotate (per episode)
+    target phrase from the instruction (rules or an LLM) → decode each chosen
+    camera's frames (threads) → batched detection of the phrase (Grounding DINO by
+    default; with `phase_aware`, the destination while the gripper holds) → best box
+    per frame → temporal consistency per phase (jumps rejected, short gaps
+    interpolated, the rest flagged no_box) → crop window (margin, minimum size,
+    clipping, optional square) → one row per frame and camera.
+finalize (per run)
+    coverage statistics from the shards' records and a montage PNG of full images
+    with their boxes next to the crops.
+
+Options (flags, recorded in the manifest): any GazeParams field (model, device is
+below, phrase_extractor, detector, square, ...) overrides the card; device
+("auto" | "cpu" | "cuda:0"); llm (dict: model, base_url, api_key) and llm_cache
+(fsspec path of the reply cache) for the llm extractor; montage (rows in the
+montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cv2
+import numpy as np
+
+from annotators.detection import Detector, DetectorConfig, make_detector
+from annotators.gaze import (
+    GazeTrack,
+    box_to_crop_box,
+    consistent_track,
+    crop_image,
+    detections_to_track,
+    gripper_to_holding,
+    runs,
+    track_coverage,
+)
+from annotators.phrases import PhraseExtractor, TargetPhrases, make_phrase_extractor, to_detector_prompt
+from datasets_cards import Episode, EpisodeError, SourceCard
+from datasets_cards.errors import FrameDecodeError
+from datasets_cards.manifest import Manifest
+from datasets_cards.source import GazeParams
+from pipelines.base import Pipeline, register_pipeline
+from pipelines.gaze.montage import write_montage
+
+ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
+DEFAULT_MONTAGE_ROWS = 8
+JPEG_MAGIC = b"\xff\xd8"
+
+
+def params_with_options(params: GazeParams, options: dict[str, Any]) -> GazeParams:
+    """The card's gaze params with run-time overrides for the fields the options name (validated)."""
+    overrides = {k: v for k, v in options.items() if k in GazeParams.model_fields}
+    return GazeParams.model_validate({**params.model_dump(), **overrides})
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise EpisodeError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameDecodeError(f"undecodable frame ({len(data)} bytes)")
+    return image[..., ::-1]
+
+
+@register_pipeline("gaze")
+class GazePipeline(Pipeline):
+    def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None):
+        super().__init__(source, options)
+        self.params = params_with_options(source.params.gaze, self.options)
+        self.extractor: PhraseExtractor = self._make_extractor()
+        # Built here, once per worker: missing weights stop the run before any unit starts.
+        self.detector = detector or make_detector(self.params.detector, self.detector_config())
+        self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
+
+    def detector_config(self) -> DetectorConfig:
+        p = self.params
+        return DetectorConfig(
+            model=str(self.options.get("model", p.model)), device=str(self.options.get("device", "auto")),
+            box_threshold=p.box_threshold, text_threshold=p.text_threshold,
+            max_detections=p.max_detections, batch_size=p.batch_size,
+        )
+
+    def _make_extractor(self) -> PhraseExtractor:
+        if self.params.phrase_extractor != "llm":
+            return make_phrase_extractor(self.params.phrase_extractor)
+        settings = dict(self.params.extra.get("llm", {}), **dict(self.options.get("llm") or {}))
+        cache_path = self.options.get("llm_cache") or os.environ.get(ENV_LLM_CACHE)
+        if cache_path:
+            import fsspec
+
+            settings["cache"] = fsspec.get_mapper(str(cache_path), create=True)
+        return make_phrase_extractor("llm", **settings)
+
+    def cameras(self, episode: Episode) -> list[str]:
+        wanted = self.params.cameras or self.source.cameras_with_view("exterior") or episode.cameras
+        missing = [c for c in wanted if c not in episode.frames]
+        if missing:
+            raise EpisodeError(f"cameras {missing} not in the episode (has {episode.cameras})", episode.episode_id)
+        return list(wanted)
+
+    def phrases(self, episode: Episode) -> TargetPhrases:
+        try:
+            return self.extractor(episode.instruction)
+        except ValueError as e:
+            raise EpisodeError(f"no target phrase: {e}", episode.episode_id) from e
+
+    def frames(self, episode: Episode, camera: str) -> np.ndarray:
+        seq = episode.frames[camera]
+        if seq.encoded is None:
+            return seq.load()
+        return np.stack(list(self.pool.map(decode_jpeg, seq.encoded)))
+
+    def track(self, frames: np.ndarray, prompts: list[str], fps: float) -> tuple[GazeTrack, list]:
+        """Detect every frame, then make the track consistent within each run of one prompt."""
+        detections = self.detector.detect(list(frames), prompts)
+        boxes, scores = detections_to_track(detections)
+        height, width = frames.shape[1:3]
+        p = self.params
+        parts = [
+            consistent_track(
+                boxes[a:b], scores[a:b], fps, (width, height), jump_iou=p.jump_iou,
+                max_centre_speed=p.max_centre_speed, neighbours=p.consistency_neighbours,
+                max_gap=int(round(p.max_gap_s * fps)), low_score=p.low_score,
+            )
+            for a, b in runs(np.asarray(prompts))
+        ]
+        track = GazeTrack(
+            np.concatenate([t.boxes for t in parts]), np.concatenate([t.scores for t in parts]),
+            [f for t in parts for f in t.flags],
+        )
+        return track, detections
+
+    def annotate(self, episode: Episode) -> list[dict[str, Any]]:
+        target = self.phrases(episode)
+        holding = np.zeros(episode.num_frames, bool)
+        if self.params.phase_aware and target.destination:
+            holding = gripper_to_holding(episode.gripper, self.params.grasp_threshold)
+        object_prompt = to_detector_prompt(target.object)
+        destination_prompt = to_detector_prompt(target.destination) if target.destination else object_prompt
+        prompts = [destination_prompt if h else object_prompt for h in holding]
+        rows: list[dict[str, Any]] = []
+        for camera in self.cameras(episode):
+            frames = self.frames(episode, camera)
+            track, _ = self.track(frames, prompts, episode.fps)
+            encoded = episode.frames[camera].encoded
+            rows.extend(self.pool.map(lambda t: self.row(episode, camera, t, frames[t], encoded, track, prompts[t]),
+                                      range(episode.num_frames)))
+        return rows
+
+    def row(self, episode: Episode, camera: str, t: int, image: np.ndarray, encoded, track: GazeTrack,
+            prompt: str) -> dict[str, Any]:
+        height, width = image.shape[:2]
+        p = self.params
+        box = crop_box = crop = None
+        if track.has_box[t]:
+            box = track.boxes[t]
+            crop_box = box_to_crop_box(box, width, height, margin=p.margin, min_size=p.min_crop, square=p.square)
+            crop = encode_jpeg(crop_image(image, crop_box, p.square), p.jpeg_quality)
+        # The source's own JPEG is kept as it is (no second lossy pass).
+        image_bytes = encoded[t] if encoded is not None and encoded[t][:2] == JPEG_MAGIC else encode_jpeg(image, p.jpeg_quality)
+        score = track.scores[t]
+        return {
+            "episode_id": episode.episode_id, "source": episode.source, "frame_index": t, "camera": camera,
+            "instruction": episode.instruction, "target_phrase": prompt, "image": image_bytes, "crop": crop,
+            "box": None if box is None else [float(v) for v in box],
+            "crop_box": None if crop_box is None else [int(v) for v in crop_box],
+            "score": None if not np.isfinite(score) else float(score), "flags": track.flags[t],
+            "width": width, "height": height, "state": episode.arm_state[t].tolist(),
+            "gripper": float(episode.gripper[t]), "action": episode.actions[t].tolist(),
+        }
+
+    def unit_stats(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        flags = Counter(f for r in rows for f in r["flags"])
+        per_episode: dict[tuple[str, str], list[bool]] = {}
+        for r in rows:
+            per_episode.setdefault((r["episode_id"], r["camera"]), []).append(r["box"] is not None)
+        return {
+            "frames": len(rows), "with_box": sum(r["box"] is not None for r in rows), "flags": dict(flags),
+            "episode_coverage": [round(float(np.mean(v)), 4) for v in per_episode.values()],
+            "phrases": dict(Counter(r["target_phrase"] for r in rows)),
+        }
+
+    def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
+        records = [s.stats for s in manifest.shards]
+        frames = sum(s.get("frames", 0) for s in records)
+        with_box = sum(s.get("with_box", 0) for s in records)
+        flags: Counter = Counter()
+        phrases: Counter = Counter()
+        coverage: list[float] = []
+        for s in records:
+            flags.update(s.get("flags", {}))
+            phrases.update(s.get("phrases", {}))
+            coverage.extend(s.get("episode_coverage", []))
+        cov = np.asarray(coverage, np.float64)
+        stats: dict[str, Any] = {
+            "frames": frames, "with_box": with_box, "coverage": round(with_box / frames, 4) if frames else 0.0,
+            "flags": {k: int(flags.get(k, 0)) for k in sorted(flags)},
+            "episode_coverage": {
+                "episodes": int(len(cov)),
+                "min": round(float(cov.min()), 4) if len(cov) else 0.0,
+                "median": round(float(np.median(cov)), 4) if len(cov) else 0.0,
+                "mean": round(float(cov.mean()), 4) if len(cov) else 0.0,
+                "below_half": int((cov < 0.5).sum()),
+            },
+            "top_phrases": dict(phrases.most_common(10)),
+            "params": self.params.model_dump(mode="json", exclude={"extra"}),
+        }
+        rows = int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
+        stats["montage"] = write_montage(out_dir, manifest, rows) if rows and with_box else None
+        return stats
