@@ -8,6 +8,7 @@ never holds more than the episode at hand.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,8 @@ def decode_image(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except Exception as e:  # PIL raises several unrelated types for corrupt data
-        raise FrameDecodeError(f"undecodable frame ({len(data)} bytes): {e}") from e
+        detail = re.sub(r" at 0x[0-9a-f]+", "", str(e))  # keep quarantine reasons reproducible
+        raise FrameDecodeError(f"undecodable frame ({len(data)} bytes): {detail}") from e
 
 
 class FrameSequence(Sequence[np.ndarray]):
