@@ -238,7 +238,8 @@ def _make_llm(model: str = "gpt-4o-mini", base_url: str | None = None, api_key: 
     if client is None:
         import openai  # local: only the llm extractor needs it
 
-        client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused")
+        # api_key None: the client reads OPENAI_API_KEY (local OpenAI-compatible servers accept any key)
+        client = openai.OpenAI(base_url=base_url, api_key=api_key)
     return LlmExtractor(client, model, cache)
 
 
