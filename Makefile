@@ -79,8 +79,8 @@ sample-data: install  ## regenerate the embedded simulated sample (pybullet)
 	$(PY) -m pipelines.sample --out pipelines/sample/data --episodes 12 --seed 0
 
 bench: install  ## reader throughput and fidelity of the algorithmic stages on the sample
-	$(PY) benchmarks/readers.py
-	$(PY) benchmarks/la_fidelity.py
+	$(PY) -m benchmarks.readers
+	$(PY) -m benchmarks.la_fidelity
 
 train: install  ## train a reference recipe: make train RECIPE=la DATA=outputs/la/sample-droid
 	$(PY) -m trainer --recipe $(RECIPE) --data $(DATA) --steps $(STEPS) --out $(OUT)/checkpoints/$(RECIPE)
