@@ -82,7 +82,7 @@ def arm_state_to_motion(arm_state: np.ndarray, fps: float, params: KeyframeParam
     if window % 2 == 0:
         window -= 1
     if window > params.savgol_order:
-        diffs = savgol_filter(diffs, window, params.savgol_order, axis=0)
+        diffs = savgol_filter(diffs, window, params.savgol_order, axis=0, mode=params.savgol_mode)
     floors = np.array([params.position_floor] * n_pos + [params.rotation_floor] * (d - n_pos))
     scale = np.maximum(np.abs(diffs).max(axis=0), floors)
     weights = np.array([params.position_weight] * n_pos + [params.rotation_weight] * (d - n_pos))
@@ -98,7 +98,11 @@ def motion_to_trace(motion: np.ndarray, fps: float, params: KeyframeParams) -> M
     motion = np.asarray(motion, dtype=np.float64)
     if motion.size == 0:
         return MotionTrace(motion, 0.0, np.zeros(0, dtype=bool))
-    threshold = float(params.threshold_scale * np.quantile(motion, params.threshold_quantile))
+    adaptive = params.threshold_scale * np.quantile(motion, params.threshold_quantile)
+    # In an episode that mostly rests the quantile above lies in sensor noise: never go below
+    # a multiple of the resting level (a low quantile: every recording rests somewhere).
+    rest = params.rest_scale * np.quantile(motion, params.rest_quantile)
+    threshold = float(max(adaptive, rest))
     low = motion <= threshold
     window = frames_at(params.window, fps, params.reference_fps, odd=True, minimum=1)
     proportion = uniform_filter1d(low.astype(np.float64), size=window, mode="nearest")
@@ -112,15 +116,32 @@ def mask_to_intervals(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
 
 
+def merge_close_intervals(intervals: Sequence[tuple[int, int]], max_gap: int) -> list[tuple[int, int]]:
+    """[start, end) intervals (sorted) whose gap is at most `max_gap` frames become one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in intervals:
+        if merged and start - merged[-1][1] <= max_gap:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def trace_to_static_intervals(trace: MotionTrace, fps: float, params: KeyframeParams) -> list[tuple[int, int]]:
+    """Runs of static frames, with gaps of a frame or two (noise spikes) merged, shortest dropped."""
+    max_gap = frames_at(params.merge_gap, fps, params.reference_fps, minimum=0)
+    min_frames = frames_at(params.min_static_frames, fps, params.reference_fps)
+    intervals = merge_close_intervals(mask_to_intervals(trace.static), max_gap)
+    return [(start, end) for start, end in intervals if end - start >= min_frames]
+
+
 def arm_state_to_static_keyframes(arm_state: np.ndarray, fps: float, params: KeyframeParams) -> list[Keyframe]:
     """Static keyframes: midpoints of merged low-motion intervals."""
     trace = motion_to_trace(arm_state_to_motion(arm_state, fps, params), fps, params)
-    min_frames = frames_at(params.min_static_frames, fps, params.reference_fps)
     keyframes = []
-    for start, end in mask_to_intervals(trace.static):
-        if end - start >= min_frames:
-            mid = (start + end - 1) // 2
-            keyframes.append(Keyframe(mid, STATIC, mid / fps, (start, end)))
+    for start, end in trace_to_static_intervals(trace, fps, params):
+        mid = (start + end - 1) // 2
+        keyframes.append(Keyframe(mid, STATIC, mid / fps, (start, end)))
     return keyframes
 
 

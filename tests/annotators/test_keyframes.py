@@ -16,6 +16,7 @@ from annotators.keyframes import (
     gripper_to_transitions,
     keyframes_to_hints,
     mask_to_intervals,
+    merge_close_intervals,
 )
 from datasets_cards.source import KeyframeParams
 
@@ -48,6 +49,20 @@ def steps(levels: list[tuple[int, float]]) -> np.ndarray:
 )
 def test_mask_to_intervals_lists_true_runs(mask, expected):
     assert mask_to_intervals(np.array(mask, dtype=bool)) == expected
+
+
+@pytest.mark.parametrize(
+    "intervals, gap, expected",
+    [
+        ([], 3, []),
+        ([(0, 4)], 3, [(0, 4)]),
+        ([(0, 4), (6, 9)], 3, [(0, 9)]),  # 2 frames apart: one pause broken by a noise spike
+        ([(0, 4), (8, 9)], 3, [(0, 4), (8, 9)]),  # 4 frames apart: two pauses
+        ([(0, 4), (6, 9)], 0, [(0, 4), (6, 9)]),
+    ],
+)
+def test_merge_close_intervals_joins_runs_split_by_a_few_frames(intervals, gap, expected):
+    assert merge_close_intervals(intervals, gap) == expected
 
 
 @pytest.mark.parametrize("frames, fps, odd, expected", [(9, 15, True, 9), (9, 30, True, 19), (9, 5, True, 3), (3, 5, False, 1)])
@@ -138,3 +153,40 @@ def test_keyframes_are_sorted_and_timed_in_seconds():
     assert [k.frame for k in keyframes] == sorted(k.frame for k in keyframes)
     assert all(k.time_s == pytest.approx(k.frame / FPS) for k in keyframes)
     assert GRIPPER_CLOSE in {k.kind for k in keyframes}
+
+
+def min_jerk_move(rest_before: int, move: int, rest_after: int, distance: float, noise: float, seed: int) -> np.ndarray:
+    """T×6 state that rests, makes one smooth (min-jerk) move along x, and rests again."""
+    rng = np.random.default_rng(seed)
+    s = np.linspace(0, 1, move)
+    x = np.concatenate([np.zeros(rest_before), distance * (10 * s**3 - 15 * s**4 + 6 * s**5), np.full(rest_after, distance)])
+    state = np.zeros((len(x), 6))
+    state[:, 0], state[:, 3] = 0.5 + x, np.pi - 1e-3
+    state[:, :3] += rng.normal(0, noise, (len(x), 3))
+    state[:, 3:] += rng.normal(0, noise * 2.5, (len(x), 3))
+    return state
+
+
+@pytest.mark.parametrize("rest_before, move, rest_after", [(40, 30, 40), (120, 30, 140), (200, 15, 85)])
+def test_a_mostly_resting_episode_gives_one_keyframe_per_rest(rest_before, move, rest_after):
+    # The adaptive quantile then lies in sensor noise; the rest floor keeps each rest whole.
+    state = min_jerk_move(rest_before, move, rest_after, 0.25, noise=8e-4, seed=rest_before)
+    static = [k for k in episode_to_keyframes(state, None, FPS, PARAMS) if k.kind == STATIC]
+    assert len(static) == 2
+    (s0, e0), (s1, e1) = static[0].interval, static[1].interval
+    assert s0 <= 4 and abs(e0 - rest_before) <= 4
+    assert e1 >= len(state) - 4 and abs(s1 - (rest_before + move)) <= 4
+
+
+def test_without_the_rest_floor_a_resting_episode_falls_apart():
+    state = min_jerk_move(200, 15, 85, 0.25, noise=8e-4, seed=3)
+    adaptive_only = PARAMS.model_copy(update={"rest_scale": 0.0})
+    static = [k for k in episode_to_keyframes(state, None, FPS, adaptive_only) if k.kind == STATIC]
+    assert len(static) != 2  # the case the floor exists for
+
+
+def test_a_short_pause_that_ends_the_recording_is_found():
+    # 5 resting frames after a fast move: the filter's edge handling must not smear the move over them
+    state = min_jerk_move(20, 30, 5, 0.2, noise=2e-4, seed=0)
+    last = [k for k in episode_to_keyframes(state, None, FPS, PARAMS) if k.kind == STATIC][-1]
+    assert abs(last.frame - (len(state) - 3)) <= 2
