@@ -5,9 +5,11 @@ Static keyframes
     differences (angles wrapped to (-π, π]) → Savitzky–Golay smoothing → symmetric
     min-max normalisation per dim (divide by the largest |value|, floored so noise
     is not stretched) → weighted mean of absolute values = motion magnitude →
-    adaptive threshold (a quantile of the episode's own magnitude times a factor) →
-    low-motion frames whose centred window is mostly low-motion too → consecutive
-    candidates merged → the midpoint of each merged interval is the keyframe.
+    adaptive threshold (a quantile of the episode's own magnitude times a factor,
+    floored at a multiple of its resting level so an episode that mostly rests is
+    not cut up by sensor noise) → low-motion frames whose centred window is mostly
+    low-motion too → consecutive candidates merged, also across gaps of a frame or
+    two → the midpoint of each merged interval is the keyframe.
 
 Gripper transitions
     gripper (min-max normalised per episode as in the paper when `gripper_minmax`; the
