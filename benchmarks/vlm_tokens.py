@@ -1,15 +1,21 @@
-"""Estimated VLM tokens per episode: our request (keyframe-chosen frames in contact sheets) vs a
-per-frame baseline (every camera at vlm_fps, one image per frame), next to LA4VLA's reported
-4.633 K input / 0.354 K output tokens per episode (la4vla.txt Appendix 7.4).
+"""VLM tokens per episode, counted the way Qwen3-VL counts them: our requests (keyframe-chosen
+frames in contact sheets) vs a per-frame baseline (every camera at vlm_fps, one image per frame),
+next to LA4VLA's 4.633 K input / 0.354 K output tokens per episode (la4vla.txt Appendix 7.4).
 
-ESTIMATES, NOT MEASUREMENTS: no endpoint is called. Image tokens follow the Qwen2.5-VL rule
-(each side rounded to a multiple of 28 px, 28×28 patches merged 2×2 → (H/28)·(W/28) tokens,
-+2 for the vision start/end markers); Qwen3-VL's 32-px rule is shown too. Text tokens are
-counted with tiktoken (o200k_base) when it is installed and usable offline, else chars/4.
-Output tokens are estimated from the JSON the kinematic segmenter's segments would make.
-With a live endpoint the segmenter's TokenLedger records the API's real usage instead.
+How it is counted (no endpoint is called): every request the segmenter would send is rendered
+with Qwen3-VL's chat template (<|im_start|>role ... <|im_end|>, <|vision_start|> image
+<|vision_end|>); text goes through Qwen's own BPE vocabulary (shipped in the `dashscope` package,
+extra `vlm`: the 151,643 tokens Qwen2, 2.5 and 3 share, with their pre-tokenizer); each image goes
+through transformers' Qwen2VLImageProcessor with Qwen3-VL's published preprocessor settings
+(16-px patches merged 2×2, so one token per 32×32 px, at least 65,536 px per image). That is the
+prompt a vLLM server running Qwen3-VL bills; DashScope's qwen3-vl-plus may resize images its own
+way, and the segmenter's TokenLedger records what an endpoint really bills. Qwen2.5-VL's settings
+(28-px tokens, a far smaller minimum) are shown beside them. Output tokens: the JSON answer the
+kinematic segmenter's segments would make, same tokenizer, plus <|im_end|> (a real answer may
+differ in length).
 
-    .venv/bin/python benchmarks/vlm_tokens.py [--source sample-droid] [--episodes 20]
+    .venv/bin/python -m benchmarks.vlm_tokens                      # the sample's episodes
+    .venv/bin/python -m benchmarks.vlm_tokens --synthetic 20       # DROID-length (288-frame) episodes
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,43 +37,85 @@ from datasets_cards.source import KeyframeParams, LaParams
 
 PAPER_INPUT, PAPER_OUTPUT = 4633, 354
 DROID_MEAN_FRAMES = 288  # la4vla.txt Table 3: 287.83 frames per original episode
-VISION_MARKERS = 2  # <|vision_start|>, <|vision_end|>
+VISION_MARKERS = 2  # <|vision_start|>, <|vision_end|> around each image's pad tokens
 
 
-def image_tokens(width: int, height: int, unit: int = 28, min_pixels: int = 56 * 56) -> int:
-    """Qwen-VL smart-resize: sides rounded to `unit`, ≥ min_pixels; one token per unit×unit block."""
-    h, w = max(unit, round(height / unit) * unit), max(unit, round(width / unit) * unit)
-    if h * w < min_pixels:
-        scale = math.sqrt(min_pixels / (height * width))
-        h, w = math.ceil(height * scale / unit) * unit, math.ceil(width * scale / unit) * unit
-    return (h // unit) * (w // unit) + VISION_MARKERS
+@dataclass(frozen=True)
+class ImageSettings:
+    """A Qwen-VL preprocessor_config.json, the fields that decide the token count."""
+
+    name: str
+    patch_size: int
+    merge_size: int
+    min_pixels: int
+    max_pixels: int
 
 
-def _text_counter():
-    try:
-        import tiktoken  # optional: its vocabularies are downloaded on first use
-
-        enc = tiktoken.get_encoding("o200k_base")
-        return lambda text: len(enc.encode(text)), "tiktoken o200k_base"
-    except Exception:  # not installed or no vocabulary offline
-        return lambda text: math.ceil(len(text) / 4), "chars/4"
+# From the models' preprocessor_config.json (Qwen/Qwen3-VL-*-Instruct, Qwen/Qwen2.5-VL-*-Instruct).
+QWEN3_VL = ImageSettings("Qwen3-VL", patch_size=16, merge_size=2, min_pixels=65_536, max_pixels=16_777_216)
+QWEN25_VL = ImageSettings("Qwen2.5-VL", patch_size=14, merge_size=2, min_pixels=3_136, max_pixels=12_845_056)
 
 
-def request_tokens(request: dict, count_text, unit: int) -> tuple[int, int, int]:
-    """(text tokens, image tokens, images) of one chat request."""
-    text = image = images = 0
-    for message in request["messages"]:
-        content = message["content"]
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        for part in parts:
-            if part["type"] == "text":
-                text += count_text(part["text"])
-            else:
-                jpeg = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
-                h, w = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2]
-                image += image_tokens(w, h, unit)
-                images += 1
-    return text, image, images
+@dataclass(frozen=True)
+class RequestTokens:
+    text: int  # chat template and text parts
+    image: int  # image pad tokens and their markers
+    images: int
+
+    @property
+    def total(self) -> int:
+        return self.text + self.image
+
+
+class QwenTokenCounter:
+    """Prompt tokens of OpenAI-style chat requests as Qwen-VL's tokenizer and image processor count them."""
+
+    def __init__(self, images: ImageSettings = QWEN3_VL) -> None:
+        try:
+            from dashscope import get_tokenizer
+        except ImportError as e:
+            raise ImportError("counting with Qwen's tokenizer needs the `vlm` extra: "
+                              "pip install -c constraints.txt -e '.[vlm]'") from e
+        from transformers import Qwen2VLImageProcessor
+
+        self.settings = images
+        self._tokenizer = get_tokenizer("qwen-plus")  # the vocabulary file ships with the package
+        self._processor = Qwen2VLImageProcessor(
+            size={"shortest_edge": images.min_pixels, "longest_edge": images.max_pixels},
+            patch_size=images.patch_size, temporal_patch_size=2, merge_size=images.merge_size)
+
+    def text(self, text: str) -> int:
+        return len(self._tokenizer.encode(text))
+
+    def image(self, rgb: np.ndarray) -> int:
+        """Tokens of one H×W×3 image: its pad tokens after the processor's resize, plus the markers."""
+        grid = self._processor(images=[rgb], return_tensors="np")["image_grid_thw"][0]
+        return int(np.prod(grid)) // self.settings.merge_size**2 + VISION_MARKERS
+
+    def request(self, request: dict) -> RequestTokens:
+        """Tokens of the prompt `request` renders to, up to and including the assistant turn's header."""
+        # Text between images is tokenized piece by piece: BPE never merges across the
+        # special tokens that surround an image.
+        pieces, image, images = [""], 0, 0
+        for message in request["messages"]:
+            content = message["content"]
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            pieces[-1] += f"<|im_start|>{message['role']}\n"
+            for part in parts:
+                if part["type"] == "text":
+                    pieces[-1] += part["text"]
+                else:
+                    image += self.image(data_url_to_rgb(part["image_url"]["url"]))
+                    images += 1
+                    pieces.append("")
+            pieces[-1] += "<|im_end|>\n"
+        pieces[-1] += "<|im_start|>assistant\n"
+        return RequestTokens(sum(self.text(p) for p in pieces if p), image, images)
+
+
+def data_url_to_rgb(url: str) -> np.ndarray:
+    jpeg = base64.b64decode(url.split(",", 1)[1])
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 class _SyntheticFrames:
@@ -131,65 +179,70 @@ def sample_items(source: str, count: int) -> list[SegmentationInput]:
     return items
 
 
-def answer_tokens(segments: Sequence[Segment], fps: float, count_text) -> int:
+def answer_tokens(segments: Sequence[Segment], fps: float, counter: QwenTokenCounter) -> int:
+    """The JSON answer these segments would be, plus the <|im_end|> that closes it."""
     answer = [{"subaction": s.subaction, "instruction": s.instruction, "start": round(s.start / fps, 2),
                "end": round(s.end / fps, 2)} for s in segments]
-    return count_text(json.dumps(answer))
+    return counter.text(json.dumps(answer)) + 1
+
+
+def episode_row(item: SegmentationInput, segmenter: VlmSegmenter, counters: Sequence[QwenTokenCounter]) -> dict:
+    """Tokens of one episode under each counter: our requests, the per-frame baseline, the answer."""
+    config = segmenter.config
+    requests = segmenter.window_requests(item)
+    step = max(1, round(item.fps / config.vlm_fps))
+    per_frame = len(range(0, item.num_frames, step)) * len(item.frames)
+    blank = np.zeros((config.frame_size[1], config.frame_size[0], 3), np.uint8)
+    shown = len(keyframes_to_frame_indices(
+        item.num_frames, item.fps, item.keyframes, vlm_fps=config.vlm_fps, uniform_fps=config.uniform_fps,
+        keyframe_offset_s=config.keyframe_offset_s)) * len(item.frames)
+    row: dict = {"frames": item.num_frames, "shown": shown, "base_images": per_frame,
+                 "output": answer_tokens(segmenter.fallback.segment(item), item.fps, counters[0])}
+    for counter in counters:
+        ours = [counter.request(r) for r in requests]
+        text, name = sum(o.text for o in ours), counter.settings.name
+        row["images"] = sum(o.images for o in ours)
+        row[f"text {name}"] = text
+        row[f"ours {name}"] = text + sum(o.image for o in ours)
+        # baseline: the same text, one frame_size image per camera and frame at vlm_fps
+        row[f"base {name}"] = text + per_frame * counter.image(blank)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="sample-droid", help="source card to read (synthetic if unreadable)")
-    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--source", default="sample-droid", help="source card to read")
+    parser.add_argument("--episodes", type=int, default=20, help="at most this many episodes of --source")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="instead, N synthetic DROID-like episodes of 288 frames (DROID's mean length)")
     args = parser.parse_args()
-    try:
+    if args.synthetic:
+        items, origin = synthetic_items(args.synthetic), "synthetic DROID-like episodes"
+    else:
         items, origin = sample_items(args.source, args.episodes), f"source card {args.source!r}"
-    except Exception as e:  # the sample may not be generated yet
-        items = synthetic_items(args.episodes)
-        origin = f"synthetic DROID-like episodes ({args.source} unavailable: {type(e).__name__}: {e})"
 
     from annotators.segments.kinematic import KinematicSegmenter
 
-    kinematic = KinematicSegmenter()
     la = LaParams()
-    config = VlmConfig(base_urls=("http://estimate.invalid/v1",), api_key="unused", vlm_fps=la.vlm_fps,
+    config = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused", vlm_fps=la.vlm_fps,
                        frame_size=tuple(la.vlm_frame_size))
-    segmenter = VlmSegmenter(config, kinematic)
-    count_text, text_method = _text_counter()
-    rows = []
-    for item in items:
-        requests = segmenter.window_requests(item)
-        ours = [request_tokens(r, count_text, 28) for r in requests]
-        ours32 = [request_tokens(r, count_text, 32) for r in requests]
-        text = sum(o[0] for o in ours)
-        # baseline: the same text, every camera at vlm_fps, one vlm_frame_size image per frame
-        step = max(1, round(item.fps / la.vlm_fps))
-        per_frame = len(range(0, item.num_frames, step)) * len(item.frames)
-        w, h = la.vlm_frame_size
-        shown = len(keyframes_to_frame_indices(
-            item.num_frames, item.fps, item.keyframes, vlm_fps=config.vlm_fps, uniform_fps=config.uniform_fps,
-            keyframe_offset_s=config.keyframe_offset_s)) * len(item.frames)
-        rows.append({
-            "frames": item.num_frames, "text": text, "ours_img": sum(o[1] for o in ours),
-            "ours_img32": sum(o[1] for o in ours32), "images": sum(o[2] for o in ours), "shown": shown,
-            "base_img": per_frame * image_tokens(w, h, 28), "base_img32": per_frame * image_tokens(w, h, 32),
-            "base_images": per_frame, "output": answer_tokens(kinematic.segment(item), item.fps, count_text),
-        })
+    segmenter = VlmSegmenter(config, KinematicSegmenter())
+    counters = [QwenTokenCounter(QWEN3_VL), QwenTokenCounter(QWEN25_VL)]
+    rows = [episode_row(item, segmenter, counters) for item in items]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    print(f"VLM token ESTIMATES per episode (no live endpoint; Qwen-VL image rule, text by {text_method})")
+    names = [c.settings.name for c in counters]
+    print("VLM prompt tokens per episode, by Qwen's tokenizer and image processor (no endpoint called)")
     print(f"episodes: {len(rows)} from {origin}; mean {mean['frames']:.0f} frames, {len(items[0].frames)} cameras")
     print(f"settings: vlm_fps={config.vlm_fps}, frame {config.frame_size}, uniform_fps={config.uniform_fps}, "
           f"keyframe ±{config.keyframe_offset_s}s, sheets {config.sheet_columns}×{config.sheet_rows} "
           f"tiles at ×{config.tile_scale}")
-    print(f"{'':38}{'input (28px rule)':>18}{'input (32px rule)':>18}{'output':>9}")
-    print(f"{'ours: keyframe frames in contact sheets':38}{mean['text'] + mean['ours_img']:>18.0f}"
-          f"{mean['text'] + mean['ours_img32']:>18.0f}{mean['output']:>9.0f}"
-          f"   ({mean['shown']:.0f} frames in {mean['images']:.1f} images)")
-    print(f"{'per-frame baseline at vlm_fps':38}{mean['text'] + mean['base_img']:>18.0f}"
-          f"{mean['text'] + mean['base_img32']:>18.0f}{mean['output']:>9.0f}"
-          f"   ({mean['base_images']:.0f} images)")
-    print(f"{'LA4VLA reported (Qwen3-VL-Plus)':38}{PAPER_INPUT:>18}{'':>18}{PAPER_OUTPUT:>9}")
-    print(f"text part of our prompt: {mean['text']:.0f} tokens per episode")
+    print(f"{'':40}" + "".join(f"{'input, ' + n:>20}" for n in names) + f"{'output':>9}")
+    print(f"{'ours: keyframe frames in contact sheets':40}" + "".join(f"{mean['ours ' + n]:>20.0f}" for n in names)
+          + f"{mean['output']:>9.0f}   ({mean['shown']:.0f} frames in {mean['images']:.1f} images)")
+    print(f"{'per-frame baseline at vlm_fps':40}" + "".join(f"{mean['base ' + n]:>20.0f}" for n in names)
+          + f"{mean['output']:>9.0f}   ({mean['base_images']:.0f} images)")
+    print(f"{'LA4VLA reported (Qwen3-VL-Plus)':40}{PAPER_INPUT:>20}{'':>20}{PAPER_OUTPUT:>9}")
+    print(f"text part of our prompt (template included): {mean['text ' + names[0]]:.0f} tokens per episode")
 
 
 if __name__ == "__main__":
