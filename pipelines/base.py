@@ -13,10 +13,10 @@ import importlib
 import importlib.util
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
-from datasets_cards import Episode, OutputCard, SourceCard, load_output_card
+from datasets_cards import Episode, EpisodeError, OutputCard, SourceCard, load_output_card
 
 _PIPELINES: dict[str, type[Pipeline]] = {}
 # Modules that register the built-in pipelines (imported on first lookup).
@@ -51,6 +51,17 @@ class Pipeline(ABC):
     @abstractmethod
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:
         """Rows for one episode. Raise datasets_cards.EpisodeError to quarantine it."""
+
+    def annotate_many(self, episodes: Iterable[Episode]) -> Iterator[tuple[Episode, list[dict[str, Any]] | EpisodeError]]:
+        """(episode, its rows) for each episode in input order; an EpisodeError takes the rows' place.
+
+        Pipelines that wait on a remote service override this to keep several episodes in flight.
+        """
+        for episode in episodes:
+            try:
+                yield episode, self.annotate(episode)
+            except EpisodeError as e:
+                yield episode, e
 
     def unit_stats(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Per-unit statistics stored in the manifest's shard record (summed or merged later)."""

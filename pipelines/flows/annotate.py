@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 from rich.progress import MofNCompleteColumn, Progress
 
-from datasets_cards import EpisodeError, load_source_card
+from datasets_cards import Episode, EpisodeError, load_source_card
 from datasets_cards.constants import (
     MANIFEST_FILE,
     QUARANTINE_FILE,
@@ -101,16 +102,20 @@ def annotate_unit(
     rows: list[dict[str, Any]] = []
     quarantined: list[Quarantined] = []
     episode_ids: list[str] = []
-    for item in reader.read(unit.start, unit.stop):
-        if isinstance(item, Quarantined):
+
+    def readable() -> Iterator[Episode]:
+        for item in reader.read(unit.start, unit.stop):
             episode_ids.append(item.episode_id)
-            quarantined.append(Quarantined(item.episode_id, item.reason, item.stage, source, unit.key))
-            continue
-        episode_ids.append(item.episode_id)
-        try:
-            rows.extend(pipe.annotate(item))
-        except EpisodeError as e:
-            quarantined.append(Quarantined(item.episode_id, e.reason, "annotate", source, unit.key))
+            if isinstance(item, Quarantined):
+                quarantined.append(Quarantined(item.episode_id, item.reason, item.stage, source, unit.key))
+            else:
+                yield item
+
+    for episode, result in pipe.annotate_many(readable()):
+        if isinstance(result, EpisodeError):
+            quarantined.append(Quarantined(episode.episode_id, result.reason, "annotate", source, unit.key))
+        else:
+            rows.extend(result)
     with ShardWriter(pipe.output, f"{out}/{unit.shard_path}") as writer:
         writer.write_rows(rows)
     n_rows, n_bytes, sha = writer.result  # type: ignore[misc]

@@ -17,6 +17,8 @@ fields), vlm_cache (fsspec path of the response cache).
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ import numpy as np
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
 from annotators.segments.base import SegmentationInput, Segmenter
 from annotators.segments.kinematic import KinematicSegmenter
-from datasets_cards import Episode, SourceCard
+from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.manifest import Manifest
 from pipelines.base import Pipeline, register_pipeline
 from pipelines.la import dataset
@@ -88,8 +90,29 @@ class LaPipeline(Pipeline):
 
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:
         item, keyframes = self.segmentation_input(episode)
-        kinematic = self.kinematic.segment(item)
-        segments = kinematic if self.segmenter is self.kinematic else self.segmenter.segment(item)
+        segments = self.kinematic.segment(item) if self.segmenter is self.kinematic else self.segmenter.segment(item)
+        return self._rows(episode, item, keyframes, segments)
+
+    def annotate_many(self, episodes: Iterable[Episode]) -> Iterator[tuple[Episode, list[dict[str, Any]] | EpisodeError]]:
+        """With the VLM segmenter, up to its max_in_flight episodes wait on the endpoint at once."""
+        segment_many = getattr(self.segmenter, "segment_many", None)
+        if segment_many is None:
+            yield from super().annotate_many(episodes)
+            return
+        staged: deque[tuple[Episode, SegmentationInput, list]] = deque()
+
+        def items() -> Iterator[SegmentationInput]:
+            for episode in episodes:
+                item, keyframes = self.segmentation_input(episode)
+                staged.append((episode, item, keyframes))
+                yield item
+
+        for result in segment_many(items()):  # results come back in input order
+            episode, item, keyframes = staged.popleft()
+            yield episode, result if isinstance(result, EpisodeError) else self._rows(episode, item, keyframes, result)
+
+    def _rows(self, episode: Episode, item: SegmentationInput, keyframes: list, segments: list) -> list[dict[str, Any]]:
+        kinematic = segments if self.segmenter is self.kinematic else self.kinematic.segment(item)
         location = str(episode.metadata.get("source_location") or self.source.resolve_location())
         return dataset.segments_to_rows(episode, self.source, segments, kinematic, keyframes, location)
 

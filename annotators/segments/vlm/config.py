@@ -46,6 +46,7 @@ class VlmConfig:
     max_output_retries: int = 2  # re-ask after malformed or out-of-range output, then fall back
     cross_check: bool = True  # flag segments whose label disagrees with the fallback's
     # --- transport ---
+    max_in_flight: int = 16  # episodes segmented at once by segment_many (per worker process)
     temperature: float = 0.1  # LA4VLA: low temperature for consistent JSON
     max_tokens: int = 2048
     timeout_s: float = 120.0
@@ -75,6 +76,8 @@ class VlmConfig:
             raise VlmConfigError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.sheet_gutter < 0:
             raise VlmConfigError(f"sheet_gutter must be ≥ 0, got {self.sheet_gutter}")
+        if self.max_in_flight < 1:
+            raise VlmConfigError(f"max_in_flight must be ≥ 1, got {self.max_in_flight}")
         if self.min_segment_frames < 1:
             raise VlmConfigError(f"min_segment_frames must be ≥ 1, got {self.min_segment_frames}")
 

@@ -42,9 +42,17 @@ from annotators.segments.vlm.schema import (
     stitch_covers,
     text_to_proposals,
 )
+from datasets_cards import EpisodeError
 
 API_ERROR_FLAG = "vlm_api_error"
 DISAGREE_FLAG = "kinematic_disagrees"  # flag "kinematic_disagrees:<kinematic label>", reviewed first
+
+
+def _result_or_error(future: Future[list[Segment]]) -> list[Segment] | EpisodeError:
+    try:
+        return future.result()
+    except EpisodeError as e:
+        return e
 
 
 class VlmSegmenter:
@@ -99,18 +107,23 @@ class VlmSegmenter:
         segments = cover_to_segments(stitch_covers(covers), n, item.fps, c.min_segment_frames)
         return self._cross_checked(item, segments) if c.cross_check else segments
 
-    def segment_many(self, items: Iterable[SegmentationInput], max_in_flight: int = 16) -> Iterator[list[Segment]]:
-        """Segments of each item, in input order, with at most `max_in_flight` episodes in progress."""
+    def segment_many(
+        self, items: Iterable[SegmentationInput], max_in_flight: int | None = None
+    ) -> Iterator[list[Segment] | EpisodeError]:
+        """Segments of each item, in input order, with at most `max_in_flight` episodes in progress
+        (default: the config's). An episode that cannot be segmented (undecodable frames, say)
+        yields its EpisodeError in its place, so one bad episode does not stop the others."""
+        max_in_flight = self.config.max_in_flight if max_in_flight is None else max_in_flight
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be ≥ 1, got {max_in_flight}")
         with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="vlm") as pool:
             pending: deque[Future[list[Segment]]] = deque()
             for item in items:
                 if len(pending) == max_in_flight:
-                    yield pending.popleft().result()
+                    yield _result_or_error(pending.popleft())
                 pending.append(pool.submit(self.segment, item))
             while pending:
-                yield pending.popleft().result()
+                yield _result_or_error(pending.popleft())
 
     # --- one window ---
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class Reply:
     finish_reason: str = "stop"
     prompt_tokens: int = 1000
     completion_tokens: int = 100
+    delay_s: float = 0.0  # answer this much later (to see requests overlap)
 
 
 def requested_range(request: dict) -> tuple[float, float]:
@@ -55,6 +57,8 @@ class FakeOpenAI:
         self.counts: Counter[str] = Counter()
         self.requests: dict[str, list[dict]] = {}
         self.hosts: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most requests being answered at once since the last script()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -72,6 +76,7 @@ class FakeOpenAI:
             self._scripts[model] = list(replies)
             self.counts[model] = 0
             self.requests[model] = []
+            self.peak_in_flight = 0
 
     def start(self) -> FakeOpenAI:
         self._thread.start()
@@ -113,6 +118,17 @@ class FakeOpenAI:
                     return
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 reply = fake._next(request, self.headers.get("Host", ""))
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+                try:
+                    time.sleep(reply.delay_s)
+                    self._answer(request, reply)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, request: dict, reply: Reply) -> None:
                 content = reply.content(request) if callable(reply.content) else reply.content
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": content or "scripted error", "type": "test"}})

@@ -20,22 +20,25 @@ def server():
     fake.stop()
 
 
-def episode() -> Episode:
-    item, _ = phase_trajectory(PICK_AND_PLACE)
+def episode(index: int = 0, corrupt: bool = False) -> Episode:
+    item, _ = phase_trajectory(PICK_AND_PLACE, seed=index)
     t = item.num_frames
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(index)
     frames = {c: FrameSequence.from_array(rng.integers(0, 255, (t, 36, 64, 3), dtype=np.uint8))
               for c in ("exterior_1_left", "wrist_left")}
+    if corrupt:  # a camera whose JPEGs do not decode
+        frames["wrist_left"] = FrameSequence([b"not a jpeg"] * t)
     actions = np.concatenate([item.arm_state, item.gripper[:, None]], axis=1)
-    return Episode("ep0", "droid", "put the cup in the bowl", item.fps, frames, item.arm_state, item.gripper, actions)
+    return Episode(f"ep{index}", "droid", "put the cup in the bowl", item.fps, frames, item.arm_state, item.gripper,
+                   actions)
 
 
-def vlm_pipeline(server, monkeypatch, model: str):
+def vlm_pipeline(server, monkeypatch, model: str, **vlm):
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     monkeypatch.setenv("LA_VLM_MODEL", model)
-    options = {"segmenter": "vlm", "vlm": {"backoff_base_s": 0.001, "backoff_max_s": 0.005, "max_output_retries": 1}}
-    return make_pipeline("la", load_source_card("droid"), options)
+    settings = {"backoff_base_s": 0.001, "backoff_max_s": 0.005, "max_output_retries": 1, **vlm}
+    return make_pipeline("la", load_source_card("droid"), {"segmenter": "vlm", "vlm": settings})
 
 
 def test_vlm_rows_carry_the_kinematic_cross_check_and_tokens(server, monkeypatch):
@@ -55,3 +58,21 @@ def test_invalid_vlm_output_falls_back_to_flagged_kinematic_rows(server, monkeyp
     rows = vlm_pipeline(server, monkeypatch, "la-broken").annotate(episode())
     assert {r["segmenter"] for r in rows} == {"vlm_fallback"}
     assert all(r["flags"] for r in rows) and all(r["agreement"] for r in rows)
+
+
+def test_episodes_wait_on_the_endpoint_together_but_never_more_than_max_in_flight(server, monkeypatch):
+    server.script("la-many", [Reply(halves_answer("move", "lift"), delay_s=0.3)])
+    pipe = vlm_pipeline(server, monkeypatch, "la-many", max_in_flight=3)
+    results = list(pipe.annotate_many(episode(i) for i in range(6)))
+    assert [e.episode_id for e, _ in results] == [f"ep{i}" for i in range(6)]  # input order
+    assert all(rows[0]["source_episode_id"] == e.episode_id for e, rows in results)
+    assert 2 <= server.peak_in_flight <= 3
+
+
+def test_an_undecodable_episode_is_returned_as_its_error_and_the_others_go_on(server, monkeypatch):
+    server.script("la-corrupt", [Reply(halves_answer("move", "lift"))])
+    pipe = vlm_pipeline(server, monkeypatch, "la-corrupt", max_in_flight=2)
+    results = list(pipe.annotate_many([episode(0), episode(1, corrupt=True), episode(2)]))
+    assert [type(r).__name__ for _, r in results] == ["list", "FrameDecodeError", "list"]
+    assert "undecodable frame" in results[1][1].reason
+    assert {r["source_episode_id"] for r in results[2][1]} == {"ep2"}
