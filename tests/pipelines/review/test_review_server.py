@@ -83,3 +83,54 @@ def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tm
     assert [(r["source_episode_id"], r["segment_index"], r["subaction"], r["instruction"], r["verified"])
             for r in kept] == [(ep0, 0, "lower", "grasp the object", True), (ep1, 0, "grasp", NEW_INSTRUCTION, True)]
     assert "Krippendorff" in (run.out_dir / "card.md").read_text()
+
+
+def test_annotate_on_the_sample_pushes_its_candidates_and_review_keeps_what_two_verifiers_accept(
+    label_studio, tmp_path, monkeypatch
+):
+    """`make annotate DATASET=sample-droid` with LABEL_STUDIO_URL set, two verifiers, `make review`."""
+    import krippendorff
+    import numpy as np
+
+    from pipelines.flows.annotate import annotate
+    from pipelines.sample.ground_truth import DEFAULT_DATA_DIR, GROUND_TRUTH_DIR
+
+    if not (DEFAULT_DATA_DIR / "droid" / GROUND_TRUTH_DIR / "episodes.parquet").exists():
+        pytest.skip("no generated sample: run `make sample-data`")
+    pytest.importorskip("tensorflow_datasets", reason="reading RLDS needs the `tfds` extra")
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.document_root))
+    out = label_studio.document_root / f"sample-{tmp_path.name}"
+    manifest = annotate(source="sample-droid", pipeline="la", out=str(out), limit=2, options={"plots": 0})
+    assert manifest.stats["review"].startswith(f"{manifest.rows} new review tasks")
+
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    project = json.loads((out / "la" / "sample-droid" / REVIEW_DIR / PROJECT_FILE).read_text())
+    tasks = sorted(client.export(project["id"]), key=lambda t: (t["data"]["source_episode_id"], t["data"]["segment_index"]))
+    assert len(tasks) == manifest.rows
+    for task in tasks:  # an exterior and a wrist clip of the segment, and the proposal prefilled
+        assert {labeling.video_key("exterior_1_left"), labeling.video_key("wrist_left")} <= set(task["data"])
+        predictions = client.get("/api/predictions", task=task["id"]).json()
+        proposed = {r["from_name"]: r["value"] for r in predictions[0]["result"]}
+        assert proposed[labeling.SUBACTION] == {"choices": [task["data"]["subaction"]]}
+    served = client.get(tasks[0]["data"][labeling.video_key("wrist_left")])
+    assert served.status_code == 200 and served.headers["content-type"] == "video/mp4"
+
+    verifier_b = client.create_user(f"b-{tmp_path.name}@example.com")["id"]
+    a_scores = [(3, 1, 2)[i % 3] for i in range(len(tasks))]
+    b_scores = [(2, 2, 1, 3)[i % 4] for i in range(len(tasks))]
+    for task, a, b in zip(tasks, a_scores, b_scores):
+        client.create_annotation(task["id"], result(a, 2))
+        client.create_annotation(task["id"], result(b, 1), completed_by=verifier_b)
+
+    metrics = review(source="sample-droid", out=str(out), url=label_studio.url, token=label_studio.token)
+
+    accepted = [t["data"]["key"] for t, a, b in zip(tasks, a_scores, b_scores) if (a + b) / 2 >= 2]
+    expected_alpha = krippendorff.alpha(reliability_data=np.array([a_scores, b_scores], dtype=float),
+                                        level_of_measurement="interval")
+    assert (metrics["reviewed"], metrics["kept"]) == (len(tasks), len(accepted))
+    assert metrics["krippendorff_alpha"] == pytest.approx(expected_alpha, abs=1e-3)
+    kept = pq.read_table(out / "la" / "sample-droid" / "shards").to_pylist()
+    assert sorted(f"{r['source_episode_id']}#{r['segment_index']}" for r in kept) == sorted(accepted)
+    assert all(r["verified"] for r in kept)
