@@ -34,7 +34,11 @@ def episode_plot_png(
     fig, (ax_motion, ax_grip) = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True, height_ratios=[2, 1])
     ax_motion.plot(t, trace.motion, color="black", lw=1, label="motion magnitude")
     ax_motion.axhline(trace.threshold, color="tab:orange", ls="--", lw=1, label="adaptive threshold")
-    ax_motion.fill_between(t, 0, 1, where=trace.static, color="tab:blue", alpha=0.12, step="mid", label="static")
+    static = np.zeros(len(arm_state), dtype=bool)  # the merged intervals the static keyframes come from
+    for k in keyframes:
+        if k.kind == STATIC:
+            static[k.interval[0]:k.interval[1]] = True
+    ax_motion.fill_between(t, 0, 1, where=static, color="tab:blue", alpha=0.12, step="mid", label="static")
     for k in keyframes:
         for ax in (ax_motion, ax_grip):
             ax.axvline(k.time_s, color=KEYFRAME_COLORS.get(k.kind, "gray"), lw=1.2)

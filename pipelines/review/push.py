@@ -54,6 +54,7 @@ CANDIDATE_COLUMNS = (
 @dataclass
 class PushResult:
     title: str
+    source: str  # source card of the run
     tasks: int  # candidate tasks built this time
     created: int  # imported now
     existing: int  # already in the project (skipped)
@@ -66,9 +67,9 @@ class PushResult:
         skipped = f"; {len(self.unreadable)} episode(s) unreadable, their segments were not pushed" if self.unreadable else ""
         if self.tasks_file:
             return (
-                f"{self.tasks} review tasks written to {self.tasks_file}{skipped}. To verify: `make labelstudio`, "
-                f"then set {URL_ENV} and LABEL_STUDIO_API_KEY and run `python -m pipelines review <source> --push` "
-                "(or import it by hand with review/label_config.xml)"
+                f"{self.tasks} review tasks written to {self.tasks_file}{skipped}. To verify: start `make labelstudio`, "
+                f"set {URL_ENV} and LABEL_STUDIO_API_KEY, and run `python -m pipelines review {self.source} --push` "
+                "(or import the file by hand with review/label_config.xml)"
             )
         return f"{self.created} new review tasks in Label Studio project {self.title!r} ({self.existing} already there){skipped}"
 
@@ -255,7 +256,7 @@ def export_tasks_json(
     review = f"{out_dir}/{REVIEW_DIR}"
     write_text_atomic(f"{review}/{LABEL_CONFIG_FILE}", config)
     write_text_atomic(f"{review}/{TASKS_FILE}", json.dumps(tasks, indent=1))
-    return PushResult(project_title(manifest), len(tasks), 0, 0,
+    return PushResult(project_title(manifest), manifest.source, len(tasks), 0, 0,
                       tasks_file=f"{review}/{TASKS_FILE}", unreadable=unreadable)
 
 
@@ -297,7 +298,7 @@ def push_candidates(
         f"{out_dir}/{REVIEW_DIR}/{PROJECT_FILE}",
         json.dumps({"title": title, "id": project["id"], "url": client.url}, indent=2),
     )
-    return PushResult(title, len(tasks), len(new), len(tasks) - len(new), project_id=project["id"],
+    return PushResult(title, manifest.source, len(tasks), len(new), len(tasks) - len(new), project_id=project["id"],
                       unreadable=unreadable)
 
 
