@@ -5,6 +5,11 @@ read from there, so verdicts can be re-applied as more annotations arrive) → j
 verdicts on (source_episode_id, segment_index) → keep segments whose mean quality ≥
 params.la.quality_keep, mark them verified with their scores and corrections → rewrite
 the shards, manifest, card.md and LeRobot layouts from the verified set.
+
+Corrected boundaries re-cut the segment from its episode: the candidates of one episode
+cover it without gaps, so their trajectories joined are the whole episode. A correction
+that does not fit the episode keeps the proposed boundaries and is flagged, never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -27,15 +32,21 @@ from pipelines.la import dataset
 
 CANDIDATES_DIR = "candidates"  # the unverified shards, kept so verdicts can be applied again
 
+# The verdicts of human review, one row per reviewed segment (pipelines/review/pull.py writes them).
 VERDICT_SCHEMA = pa.schema([
     pa.field("source_episode_id", pa.string(), nullable=False),
     pa.field("segment_index", pa.int32(), nullable=False),
-    pa.field("quality", pa.float32()),  # mean over annotators, 0-3
-    pa.field("confidence", pa.float32()),  # mean over annotators, 0-2
-    pa.field("num_annotators", pa.int32()),
-    pa.field("corrected_subaction", pa.string()),  # null: keep the predicted one
+    pa.field("quality", pa.float32(), nullable=False),  # mean over annotators, 0-3
+    pa.field("confidence", pa.float32()),  # mean over annotators who gave one, 0-2
+    pa.field("num_annotators", pa.int32(), nullable=False),
+    pa.field("corrected_subaction", pa.string()),  # null: the proposal stands
     pa.field("corrected_instruction", pa.string()),
+    pa.field("corrected_start", pa.int32()),  # frames of the source episode; null: the proposal stands
+    pa.field("corrected_end", pa.int32()),  # exclusive
 ])
+BOUNDARY_CORRECTED = "boundary_corrected"  # flag of a row re-cut to the verifiers' start/end
+BOUNDARY_REJECTED = "boundary_correction_rejected"  # flag "...:<why>" when the correction did not fit
+FRAME_COLUMNS = ("state", "gripper", "actions")  # per-frame columns a boundary correction re-cuts
 
 
 def _check_verdicts(verdicts: pa.Table) -> pa.Table:
@@ -67,18 +78,56 @@ def _candidate_shard(out_dir: str, shard_path: str) -> pa.Table:
         return pq.read_table(f)
 
 
+def episode_trajectories(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """source_episode_id → its whole per-frame columns and keyframes, joined from its candidate rows
+    (None for an episode whose candidates leave gaps or overlap: nothing to re-cut from)."""
+    by_episode: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_episode.setdefault(row["source_episode_id"], []).append(row)
+    out: dict[str, dict[str, Any]] = {}
+    for episode_id, segments in by_episode.items():
+        segments.sort(key=lambda r: r["start"])
+        contiguous = segments[0]["start"] == 0 and all(a["end"] == b["start"] for a, b in zip(segments, segments[1:]))
+        out[episode_id] = {
+            "num_frames": segments[-1]["end"],
+            **{c: [v for r in segments for v in r[c]] for c in FRAME_COLUMNS},
+            "keyframes": sorted({f for r in segments for f in r["keyframes"]}),
+        } if contiguous else None
+    return out
+
+
+def recut(row: dict[str, Any], start: int | None, end: int | None, episode: dict[str, Any] | None) -> dict[str, Any]:
+    """`row` cut to the corrected [start, end) of its episode, or unchanged and flagged when that cannot be."""
+    start = row["start"] if start is None else int(start)
+    end = row["end"] if end is None else int(end)
+    if (start, end) == (row["start"], row["end"]):
+        return row
+    why = None
+    if episode is None:
+        why = "episode_not_contiguous"
+    elif not 0 <= start < end <= episode["num_frames"]:
+        why = f"[{start},{end})_outside_[0,{episode['num_frames']})"
+    if why is not None:
+        return dict(row, flags=[*row["flags"], f"{BOUNDARY_REJECTED}:{why}"])
+    return dict(row, start=start, end=end, **{c: episode[c][start:end] for c in FRAME_COLUMNS},
+                keyframes=[f for f in episode["keyframes"] if start <= f < end],
+                flags=[*row["flags"], BOUNDARY_CORRECTED])
+
+
 def _apply(rows: list[dict[str, Any]], verdicts: dict[tuple, dict], keep: float) -> list[dict[str, Any]]:
+    episodes = episode_trajectories(rows)
     kept = []
     for row in rows:
         verdict = verdicts.get((row["source_episode_id"], row["segment_index"]))
-        if verdict is None or verdict["quality"] is None or verdict["quality"] < keep:
+        if verdict is None or verdict["quality"] < keep:
             continue
         row = dict(row, verified=True, quality=verdict["quality"], confidence=verdict["confidence"],
-                   num_annotators=verdict["num_annotators"] or 0)
+                   num_annotators=verdict["num_annotators"])
         if verdict["corrected_subaction"]:
             row["subaction"] = verdict["corrected_subaction"]
         if verdict["corrected_instruction"]:
             row["instruction"] = verdict["corrected_instruction"]
+        row = recut(row, verdict["corrected_start"], verdict["corrected_end"], episodes[row["source_episode_id"]])
         row["agreement"] = row["kinematic_subaction"] == row["subaction"]
         kept.append(row)
     return kept
@@ -124,6 +173,8 @@ def apply_verdicts(out_dir: str, verdicts: pa.Table) -> dict[str, Any]:
         "mean_confidence": round(float(confidences.mean()), 3) if confidences.size else None,
         "corrected_subactions": sum(1 for v in by_key.values() if v["corrected_subaction"]),
         "corrected_instructions": sum(1 for v in by_key.values() if v["corrected_instruction"]),
+        "corrected_boundaries": sum(1 for v in by_key.values()
+                                    if v["corrected_start"] is not None or v["corrected_end"] is not None),
     }
     table = dataset.read_shards(out_dir, manifest)
     stats = dataset.table_to_stats(table)

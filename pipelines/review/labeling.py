@@ -78,6 +78,7 @@ def labeling_config(cameras: Sequence[str], vocabulary: Sequence[str]) -> str:
 {subactions}
   </Choices>
   <TextArea name="{INSTRUCTION}" toName="{main}" maxSubmissions="1" editable="true" rows="2" placeholder="atomic instruction"/>
+  <Header value="Boundaries: first frame and the frame after the last, in source-episode frames (the clip shows start to end - 1)" size="6"/>
   <Number name="{START}" toName="{main}" min="0"/>
   <Number name="{END}" toName="{main}" min="1"/>
 </View>

@@ -23,26 +23,12 @@ import pyarrow.parquet as pq
 
 from datasets_cards.constants import REVIEW_DIR
 from pipelines.io import write_bytes_atomic, write_text_atomic
+from pipelines.la.verification import VERDICT_SCHEMA
 from pipelines.review import labeling
 
 VERDICTS_FILE = "verdicts.parquet"
 EXPORT_FILE = "export.json"
 METRICS_FILE = "metrics.json"
-
-VERDICT_SCHEMA = pa.schema(
-    [
-        pa.field("source_episode_id", pa.string(), nullable=False),
-        pa.field("segment_index", pa.int32(), nullable=False),
-        pa.field("quality", pa.float32(), nullable=False),  # mean over annotators, 0-3
-        pa.field("confidence", pa.float32()),  # mean over annotators who gave one, 0-2
-        pa.field("num_annotators", pa.int32(), nullable=False),
-        pa.field("corrected_subaction", pa.string()),  # null: the proposal stands
-        pa.field("corrected_instruction", pa.string()),
-        pa.field("corrected_start", pa.int32()),
-        pa.field("corrected_end", pa.int32()),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class Judgement:

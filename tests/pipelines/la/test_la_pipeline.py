@@ -136,3 +136,31 @@ def test_apply_verdicts_keeps_quality_at_least_two_and_applies_corrections(run, 
 def test_bad_verdicts_are_rejected(run, rows, message):
     with pytest.raises(ValueError, match=message):
         apply_verdicts(run[0], verdicts(rows))
+
+
+def test_corrected_boundaries_recut_the_segment_from_its_episode(run, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "la" / "droid")
+    shutil.copytree(run[0], out)
+    candidates = [r for r in pq.read_table(f"{out}/shards/shard-00000.parquet").to_pylist() if r["source_episode_id"] == "ep0"]
+    first, second = candidates[0], candidates[1]
+    new_end = second["start"] + (second["end"] - second["start"]) // 2  # the verifier moves the end into the next segment
+    names = VERDICT_SCHEMA.names
+    table = pa.Table.from_pylist([
+        dict(zip(names, ("ep0", 0, 3.0, 2.0, 1, None, None, None, new_end))),
+        dict(zip(names, ("ep0", 1, 3.0, 2.0, 1, None, None, 50, 10_000))),  # past the episode's end: rejected
+    ], schema=VERDICT_SCHEMA)
+    stats = apply_verdicts(out, table)
+    kept = pq.read_table(f"{out}/shards/shard-00000.parquet").to_pylist()
+    recut, rejected = kept
+    assert (recut["start"], recut["end"]) == (0, new_end)
+    joined = first["state"] + second["state"]
+    assert recut["state"] == joined[:new_end] and len(recut["gripper"]) == len(recut["actions"]) == new_end
+    assert recut["keyframes"] == sorted(f for f in first["keyframes"] + second["keyframes"] if f < new_end)
+    assert "boundary_corrected" in recut["flags"]
+    assert (rejected["start"], rejected["end"]) == (second["start"], second["end"])
+    assert rejected["state"] == second["state"]
+    assert any(f.startswith("boundary_correction_rejected:") for f in rejected["flags"])
+    assert stats["corrected_boundaries"] == 2
+    assert validate_lerobot_v21(f"{out}/lerobot") == []
