@@ -78,9 +78,11 @@ worker: install  ## start a process worker for the robot-annotate pool
 sample-data: install  ## regenerate the embedded simulated sample (pybullet)
 	$(PY) -m pipelines.sample --out pipelines/sample/data --episodes 12 --seed 0
 
-bench: install  ## reader throughput and fidelity of the algorithmic stages on the sample
+bench: install  ## reader throughput, la fidelity on the sample and on resting episodes, VLM prompt tokens
 	$(PY) -m benchmarks.readers
 	$(PY) -m benchmarks.la_fidelity
+	$(PY) -m benchmarks.la_fidelity --source resting
+	$(PY) -m benchmarks.vlm_tokens
 
 train: install  ## train a reference recipe: make train RECIPE=la DATA=outputs/la/sample-droid
 	$(PY) -m trainer --recipe $(RECIPE) --data $(DATA) --steps $(STEPS) --out $(OUT)/checkpoints/$(RECIPE)
