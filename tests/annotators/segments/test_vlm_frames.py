@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from annotators.segments.vlm.config import VlmConfig
 from annotators.segments.vlm.frames import (
     episode_to_windows,
     frame_to_tile,
@@ -36,6 +37,15 @@ def test_chosen_frames_are_never_closer_than_one_over_vlm_fps() -> None:
     got = keyframes_to_frame_indices(300, 15.0, (10, 12, 90, 200), vlm_fps=2.0, uniform_fps=1.0,
                                      keyframe_offset_s=0.5)
     assert np.diff(got).min() >= 8 and got[0] == 0 and got[-1] == 299
+
+
+def test_a_default_window_fits_five_sheets_per_camera() -> None:
+    # README: vLLM needs --limit-mm-per-prompt '{"image": 16}' for 3 cameras at the defaults
+    config = VlmConfig(base_urls=("http://x.invalid/v1",), api_key="k")
+    window = int(config.window_s * 15)
+    got = keyframes_to_frame_indices(window, 15.0, tuple(range(0, window, 3)), vlm_fps=config.vlm_fps,
+                                     uniform_fps=config.uniform_fps, keyframe_offset_s=config.keyframe_offset_s)
+    assert len(got) <= 5 * config.sheet_columns * config.sheet_rows
 
 
 def test_frame_choice_stays_inside_the_window() -> None:
