@@ -90,8 +90,7 @@ class LaPipeline(Pipeline):
 
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:
         item, keyframes = self.segmentation_input(episode)
-        segments = self.kinematic.segment(item) if self.segmenter is self.kinematic else self.segmenter.segment(item)
-        return self._rows(episode, item, keyframes, segments)
+        return self._rows(episode, item, keyframes, self.segmenter.segment(item))
 
     def annotate_many(self, episodes: Iterable[Episode]) -> Iterator[tuple[Episode, list[dict[str, Any]] | EpisodeError]]:
         """With the VLM segmenter, up to its max_in_flight episodes wait on the endpoint at once."""
