@@ -13,7 +13,8 @@ from annotators.segments.base import VOCABULARY, Segment
 
 # Names from la4vla.txt Table 8 that map onto the shared vocabulary.
 SUBACTION_ALIASES = {"release": "place", "rotate_free": "rotate", "reorient_free": "reorient"}
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)  # reasoning models (Qwen3 thinking) emit it first
+_FENCED = re.compile(r"```[a-zA-Z]*\s*(.*?)\s*```", re.DOTALL)
 
 
 class InvalidOutput(ValueError):
@@ -56,10 +57,7 @@ _PROPOSALS = TypeAdapter(list[SegmentProposal])
 
 def text_to_proposals(text: str) -> list[SegmentProposal]:
     """JSON text (a list, or an object holding one under 'segments') → validated proposals in time order."""
-    try:
-        data = json.loads(_FENCE.sub("", text.strip()))
-    except json.JSONDecodeError as e:
-        raise InvalidOutput("vlm_invalid_json", f"not JSON ({e.msg} at char {e.pos})") from e
+    data = _json_payload(text)
     if isinstance(data, dict) and isinstance(data.get("segments"), list):
         data = data["segments"]
     if not isinstance(data, list) or not data:
@@ -71,6 +69,23 @@ def text_to_proposals(text: str) -> list[SegmentProposal]:
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidOutput("vlm_invalid_schema", f"{where}: {first['msg']}") from e
     return sorted(proposals, key=lambda p: (p.start, p.end))
+
+
+def _json_payload(text: str) -> object:
+    """The JSON an answer carries: after any <think> block, inside a ``` fence if there is one,
+    else the first JSON value in the text (models often say a sentence before it)."""
+    body = _THINKING.sub("", text).strip()
+    fenced = _FENCED.search(body)
+    if fenced:
+        body = fenced.group(1)
+    starts = [i for i in (body.find("["), body.find("{")) if i >= 0]
+    try:
+        if not starts:
+            return json.loads(body)  # raises with the position of the problem
+        data, _ = json.JSONDecoder().raw_decode(body, min(starts))  # trailing prose is ignored
+        return data
+    except json.JSONDecodeError as e:
+        raise InvalidOutput("vlm_invalid_json", f"not JSON ({e.msg} at char {e.pos})") from e
 
 
 @dataclass(frozen=True)

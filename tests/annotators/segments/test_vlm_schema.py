@@ -34,6 +34,8 @@ def test_prompt_defines_every_primitive_of_the_vocabulary_in_order() -> None:
 @pytest.mark.parametrize(("text", "reason"), [
     ("", "vlm_invalid_json"),
     ("[{", "vlm_invalid_json"),
+    ("I cannot see the robot in these frames.", "vlm_invalid_json"),
+    ("<think>[1, 2]</think>", "vlm_invalid_json"),  # JSON only inside the reasoning is no answer
     ("[]", "vlm_invalid_schema"),
     ('{"answer": 1}', "vlm_invalid_schema"),
     (json.dumps([seg("fly", 0, 1)]), "vlm_invalid_schema"),
@@ -52,8 +54,11 @@ def test_unusable_text_is_rejected_with_a_reason(text: str, reason: str) -> None
     ("```json\n" + json.dumps([seg("move", 0, 1)]) + "\n```", [("move", 0, 1)]),
     (json.dumps({"segments": [seg("Release", 0, 1)]}), [("place", 0, 1)]),
     (json.dumps([seg("rotate_free", 0, 1)]), [("rotate", 0, 1)]),
+    ("Here are the segments:\n```json\n" + json.dumps([seg("move", 0, 1)]) + "\n```\nDone.", [("move", 0, 1)]),
+    ("Segments: " + json.dumps([seg("move", 0, 1)]) + " (times in seconds)", [("move", 0, 1)]),
+    ("<think>the gripper [probably] closes at 1s</think>\n" + json.dumps([seg("grasp", 0, 1)]), [("grasp", 0, 1)]),
 ])
-def test_fences_wrappers_aliases_and_order_are_normalised(text: str, expected: list) -> None:
+def test_fences_wrappers_prose_aliases_and_order_are_normalised(text: str, expected: list) -> None:
     assert [(p.subaction, p.start, p.end) for p in text_to_proposals(text)] == expected
 
 
