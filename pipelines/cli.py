@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +21,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Annotate rob
 console = Console(stderr=True)
 
 SAMPLE_PREFIX = "sample-"
+
+
+@contextmanager
+def reported_as_errors() -> Iterator[None]:
+    """Problems a user can fix (missing data, endpoint or server, a config clash) end the command
+    with one line and exit code 1 instead of a traceback; anything else is a bug and shows one."""
+    from annotators.segments.vlm.config import VlmConfigError
+    from pipelines.flows.annotate import ConfigMismatchError
+    from pipelines.review.client import LabelStudioError
+
+    try:
+        yield
+    except (FileNotFoundError, CardError, ConfigMismatchError, VlmConfigError, LabelStudioError) as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from e
 
 
 def _location_exists(location: str) -> bool:
@@ -78,6 +95,8 @@ def annotate(
     """Run the annotate flow (resumable: re-running skips finished shards)."""
     from pipelines.flows.annotate import run_annotate
 
+    if location and "://" not in location and not Path(location).exists():  # remote ones are checked by their reader
+        raise typer.BadParameter(f"--location {location} does not exist")
     try:
         name, location = resolve_source(dataset, location)
         card = load_source_card(name)
@@ -93,11 +112,12 @@ def annotate(
     if not chosen:
         raise typer.BadParameter(f"no implemented pipeline among the card's {card.pipelines}; pass --pipeline")
     for pipe in chosen:
-        manifest = run_annotate(
-            task_runner=task_runner, address=address, max_workers=workers,
-            source=name, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
-            location=location, options=options, overwrite=overwrite,
-        )
+        with reported_as_errors():
+            manifest = run_annotate(
+                task_runner=task_runner, address=address, max_workers=workers,
+                source=name, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
+                location=location, options=options, overwrite=overwrite,
+            )
         target = f"{out.rstrip('/')}/{pipe}/{name}"
         console.print(
             f"[green]{pipe}[/] ← {name}: {manifest.rows} rows in {len(manifest.shards)} shards, "
@@ -114,8 +134,9 @@ def review(
     """Pull verified annotations from Label Studio and rewrite the la dataset with the verified set."""
     from pipelines.flows.review import review as review_flow
 
-    name, _ = resolve_source(dataset, None)
-    review_flow(source=name, out=out, push=push)
+    with reported_as_errors():
+        name, _ = resolve_source(dataset, None)
+        review_flow(source=name, out=out, push=push)
 
 
 @app.command()
