@@ -34,6 +34,8 @@ from pipelines.la.plots import write_episode_plot
 
 ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no option names one
 DEFAULT_PLOTS = 3  # episodes plotted into OUT/plots/ for card.md
+# Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
+TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens")
 
 
 @register_pipeline("la")
@@ -119,12 +121,16 @@ class LaPipeline(Pipeline):
         stats: dict[str, Any] = {"candidates": len(rows), "candidate_frames": sum(r["end"] - r["start"] for r in rows)}
         ledger = getattr(self.segmenter, "ledger", None)
         if ledger is not None:
-            totals = {"input_tokens": 0, "output_tokens": 0, "requests": 0, "cache_hits": 0}
-            for episode_id in {r["source_episode_id"] for r in rows}:
-                spent = ledger.episode(episode_id)
+            totals = dict.fromkeys(TOKEN_COUNTS, 0)
+            by_episode = {}
+            for episode_id in sorted({r["source_episode_id"] for r in rows}):
+                spent = ledger.take(episode_id)  # counted once, in the unit that segmented it
                 for name in totals:
                     totals[name] += getattr(spent, name)
-            stats["tokens"] = totals
+                # what the episode's answers cost, whether paid now or replayed from the cache
+                by_episode[episode_id] = [spent.input_tokens + spent.cached_input_tokens,
+                                          spent.output_tokens + spent.cached_output_tokens]
+            stats["tokens"] = {**totals, "by_episode": by_episode}
         return stats
 
     def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
@@ -133,10 +139,12 @@ class LaPipeline(Pipeline):
         stats["segmenter"] = self.segmenter_name
         tokens = [s.stats["tokens"] for s in manifest.shards if "tokens" in s.stats]
         if tokens:
-            total = {name: sum(t[name] for t in tokens) for name in tokens[0]}
-            n = stats["table3"]["source"]["episodes"] or 1
-            stats["tokens"] = {**total, "input_per_episode": round(total["input_tokens"] / n, 1),
-                               "output_per_episode": round(total["output_tokens"] / n, 1)}
+            per_episode = np.array([v for t in tokens for v in t.get("by_episode", {}).values()], dtype=float)
+            stats["tokens"] = {name: sum(t.get(name, 0) for t in tokens) for name in TOKEN_COUNTS}
+            if per_episode.size:
+                stats["tokens"].update(episodes=len(per_episode),
+                                       input_per_episode=round(float(per_episode[:, 0].mean()), 1),
+                                       output_per_episode=round(float(per_episode[:, 1].mean()), 1))
         stats["plots"] = self.write_plots(out_dir, table)
         stats["lerobot"] = self.write_lerobot(out_dir, manifest, table)
         if self.options.get("review", True):

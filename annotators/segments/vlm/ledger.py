@@ -39,6 +39,12 @@ class TokenLedger:
         with self._lock:
             return EpisodeTokens(**asdict(self._episodes.get(episode_id, EpisodeTokens())))
 
+    def take(self, episode_id: str) -> EpisodeTokens:
+        """The episode's counts, removed from the ledger: the next time the episode is segmented
+        (another run in the same worker process) counts from zero."""
+        with self._lock:
+            return self._episodes.pop(episode_id, EpisodeTokens())
+
     def total(self) -> EpisodeTokens:
         with self._lock:
             out = EpisodeTokens()

@@ -11,6 +11,7 @@ from fake_openai import FakeOpenAI, Reply, halves_answer
 
 from annotators.segments.base import Segment, SegmentationInput
 from annotators.segments.vlm import VlmConfig, VlmSegmenter
+from annotators.segments.vlm.ledger import TokenLedger
 
 pytestmark = pytest.mark.server
 
@@ -243,3 +244,12 @@ def test_cross_check_flags_labels_the_kinematic_segmenter_disagrees_with(server:
     config = VlmConfig(base_urls=(server.base_url,), api_key="t", model="cross", cross_check=True)
     segments = VlmSegmenter(config, StubFallback(("move", "move", "lift"))).segment(make_item())
     assert [s.flags for s in segments] == [(), ("kinematic_disagrees:move",), ()]
+
+
+def test_taking_an_episode_from_the_ledger_starts_it_from_zero() -> None:
+    ledger = TokenLedger()
+    ledger.record("ep0", 1000, 50, cached=False)
+    ledger.record("ep0", 1000, 50, cached=True)
+    taken = ledger.take("ep0")
+    assert (taken.input_tokens, taken.cache_hits, taken.cached_input_tokens) == (1000, 1, 1000)
+    assert ledger.take("ep0").input_tokens == 0 and ledger.total().requests == 0
