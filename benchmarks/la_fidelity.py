@@ -69,16 +69,16 @@ def predict(episodes: Iterable[tuple[str, float, np.ndarray, np.ndarray]], kp: K
     return out
 
 
-def sample_source(limit: int | None, data_dir: str | None = None) -> tuple[list, dict[str, Any]]:
-    """Episodes of the generated sample-droid (the card's location, or `data_dir`) and its ground truth."""
+def sample_source(limit: int | None, data_dir: str | None = None, schema: str = "droid") -> tuple[list, dict[str, Any]]:
+    """Episodes of one schema of the generated sample (the card's location, or `data_dir`) and its ground truth."""
     from benchmarks.fidelity import truth_predictions
     from datasets_cards import load_source_card
     from pipelines.readers import open_reader
-    from pipelines.sample.ground_truth import load_ground_truth
+    from pipelines.sample.ground_truth import CARD_NAMES, load_ground_truth
 
-    truth = truth_predictions(load_ground_truth("droid", data_dir))
-    card = load_source_card("sample-droid")
-    location = f"{data_dir}/droid/{card.location.rstrip('/').rsplit('/', 1)[-1]}" if data_dir else None
+    truth = truth_predictions(load_ground_truth(schema, data_dir))
+    card = load_source_card(CARD_NAMES[schema])
+    location = f"{data_dir}/{schema}/{card.location.rstrip('/').rsplit('/', 1)[-1]}" if data_dir else None
     reader = open_reader(card, location)
     n = reader.num_episodes() if limit is None else min(limit, reader.num_episodes())
     episodes = [(e.episode_id, e.fps, e.arm_state, e.gripper) for e in reader.read(0, n) if hasattr(e, "arm_state")]
@@ -173,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("sample-droid", "synthetic", "resting"), default="sample-droid")
     parser.add_argument("--data-dir", default=None, help="sample-droid: a generated sample folder other than the card's")
+    parser.add_argument("--schema", choices=("droid", "bridge", "fractal"), default="droid",
+                        help="sample-droid: score the sample's Bridge (5 Hz) or Fractal (3 Hz) schema instead")
     parser.add_argument("--episodes", type=int, default=None, help="at most this many (synthetic, resting: default 60)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic and resting only")
     parser.add_argument("--noise", type=float, default=1.0, help="synthetic only: × the sample's sensor noise")
@@ -188,12 +190,13 @@ def main() -> None:
     if args.source == "synthetic":
         episodes, truth = synthetic_source(args.episodes or 60, args.seed, 15.0, args.noise)
     else:
-        episodes, truth = sample_source(args.episodes, args.data_dir)
+        episodes, truth = sample_source(args.episodes, args.data_dir, args.schema)
     rows = {
         "before (untuned)": score(predict(episodes, UNTUNED_KEYFRAMES, UNTUNED_KINEMATIC), truth, args.tolerance),
         "after (defaults)": score(predict(episodes, KeyframeParams(), KinematicParams()), truth, args.tolerance),
     }
-    print(f"{args.source}: {len(episodes)} episodes, keyframes matched within ±{args.tolerance} frames")
+    name = args.source if args.source != "sample-droid" else f"sample ({args.schema} schema)"
+    print(f"{name}: {len(episodes)} episodes, keyframes matched within ±{args.tolerance} frames")
     print_table(rows)
     print("frame recall per true primitive (defaults):")
     for name, (hit, total) in per_primitive_recall(predict(episodes, KeyframeParams(), KinematicParams()), truth).items():
