@@ -60,10 +60,10 @@ review: install  ## pull verified annotations from Label Studio and rewrite the 
 	$(PY) -m pipelines review $(DATASET) --out $(OUT)
 
 labelstudio: install labelstudio-venv  ## start Label Studio on 127.0.0.1:$(LS_PORT) (legacy API tokens, fresh data dir LS_DATA)
-	@mkdir -p $(CURDIR)/$(OUT)
+	@mkdir -p $(abspath $(OUT))
 	LABEL_STUDIO_USERNAME=$(LABEL_STUDIO_USERNAME) LABEL_STUDIO_PASSWORD=$(LABEL_STUDIO_PASSWORD) \
 	LABEL_STUDIO_USER_TOKEN=$(LABEL_STUDIO_USER_TOKEN) \
-	$(PY) -m pipelines.review.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(CURDIR)/$(OUT)
+	$(PY) -m pipelines.review.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(abspath $(OUT))
 
 prefect-server: install  ## start a Prefect server on 127.0.0.1:4200 (PREFECT_HOME=.prefect)
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200

@@ -36,7 +36,7 @@ from pipelines.quarantine import Quarantined
 from pipelines.readers import open_reader
 from pipelines.review import labeling
 from pipelines.review.clips import write_clip
-from pipelines.review.client import URL_ENV, LabelStudioClient, settings_from_env
+from pipelines.review.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
 
 MEDIA_DIR = "media"
 TASKS_FILE = "tasks.json"
@@ -61,10 +61,16 @@ class PushResult:
     project_id: int | None = None
     tasks_file: str | None = None  # export_tasks_json only
     unreadable: list[str] = field(default_factory=list)  # "episode_id: reason" whose segments got no task
+    push_error: str | None = None  # a configured server refused or failed: the tasks went to tasks_file instead
 
     def summary(self) -> str:
         """One line for people: where the tasks went and what to do next."""
         skipped = f"; {len(self.unreadable)} episode(s) unreadable, their segments were not pushed" if self.unreadable else ""
+        if self.push_error:
+            return (
+                f"Label Studio push failed ({self.push_error}); {self.tasks} review tasks written to {self.tasks_file} "
+                f"instead{skipped}. Fix the server and run `python -m pipelines review {self.source} --push`"
+            )
         if self.tasks_file:
             return (
                 f"{self.tasks} review tasks written to {self.tasks_file}{skipped}. To verify: start `make labelstudio`, "
@@ -306,9 +312,18 @@ def push_or_export(
     out_dir: str, *, url: str | None = None, token: str | None = None, card: SourceCard | None = None,
     location: str | None = None,
 ) -> PushResult:
-    """Push to Label Studio when a server is configured (args or LABEL_STUDIO_URL + token), else write task JSON."""
+    """Push to Label Studio when a server is configured (args or LABEL_STUDIO_URL + token), else write task JSON.
+
+    A push that fails also writes the task JSON and says why: the annotations are done, only
+    their delivery is not, and `review --push` retries it.
+    """
     url, token = settings_from_env(url, token)
     if not url or not token:
         return export_tasks_json(out_dir, card=card, location=location)
-    with LabelStudioClient(url, token) as client:
-        return push_candidates(out_dir, client, card=card, location=location)
+    try:
+        with LabelStudioClient(url, token) as client:
+            return push_candidates(out_dir, client, card=card, location=location)
+    except LabelStudioError as e:
+        result = export_tasks_json(out_dir, card=card, location=location)
+        result.push_error = str(e)
+        return result

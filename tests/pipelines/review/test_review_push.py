@@ -92,3 +92,12 @@ def test_without_a_server_push_or_export_writes_task_json(la_run, monkeypatch):
 def test_remote_output_folders_are_refused_with_a_reason():
     with pytest.raises(ValueError, match="local output folder"):
         export_tasks_json("s3://bucket/out/la/droid")
+
+
+def test_a_push_that_fails_still_writes_the_tasks_and_says_how_to_retry(la_run, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "token")
+    result = push_or_export(str(la_run.out_dir))
+    assert result.push_error and "not reachable" in result.push_error
+    assert (la_run.out_dir / "review" / "tasks.json").exists() and result.tasks == 6
+    assert "push failed" in result.summary() and "review calvin --push" in result.summary()
