@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import savgol_filter
 
-from datasets_cards.source import KeyframeParams
+from datasets_cards.params.la import KeyframeParams
 
 STATIC = "static"
 GRIPPER_OPEN = "gripper_open"

@@ -21,6 +21,8 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from datasets_cards.registry import Registry
+
 # Verbs that open a manipulation clause; multi-word forms are matched first.
 PHRASAL_VERBS = (
     "pick up", "pick", "take out", "take off", "take", "turn on", "turn off", "switch on", "switch off",
@@ -61,6 +63,9 @@ class TargetPhrases:
     object: str  # e.g. "eggplant"
     destination: str | None = None  # e.g. "yellow basket"; None when the instruction names none
 
+
+# Phrase extractors by name (rules | llm); each entry builds one from keyword options.
+PHRASE_EXTRACTORS: Registry[Callable[..., PhraseExtractor]] = Registry("phrase extractor")
 
 class PhraseExtractor(Protocol):
     def __call__(self, instruction: str) -> TargetPhrases: ...
@@ -233,6 +238,12 @@ def parse_llm_reply(content: str, instruction: str) -> TargetPhrases:
     return TargetPhrases(object=obj.lower(), destination=dest.lower() if dest else None)
 
 
+@PHRASE_EXTRACTORS.register("rules")
+def _make_rules(**_: Any) -> RuleExtractor:
+    return RuleExtractor()
+
+
+@PHRASE_EXTRACTORS.register("llm")
 def _make_llm(model: str = "gpt-4o-mini", base_url: str | None = None, api_key: str | None = None,
               cache: MutableMapping[str, Any] | None = None, client: Any = None) -> LlmExtractor:
     if client is None:
@@ -243,11 +254,6 @@ def _make_llm(model: str = "gpt-4o-mini", base_url: str | None = None, api_key: 
     return LlmExtractor(client, model, cache)
 
 
-PHRASE_EXTRACTORS: dict[str, Callable[..., PhraseExtractor]] = {"rules": lambda **_: RuleExtractor(), "llm": _make_llm}
-
-
 def make_phrase_extractor(name: str, **options: Any) -> PhraseExtractor:
     """The extractor registered as `name` (rules | llm), built with `options`."""
-    if name not in PHRASE_EXTRACTORS:
-        raise ValueError(f"unknown phrase extractor {name!r}; known: {sorted(PHRASE_EXTRACTORS)}")
-    return PHRASE_EXTRACTORS[name](**options)
+    return PHRASE_EXTRACTORS.get(name)(**options)

@@ -1,10 +1,11 @@
 """The contract between readers, annotators, flows and the trainer: cards and the canonical Episode."""
 
 from datasets_cards.constants import output_dir
-from datasets_cards.episode import Episode, FrameSequence, decode_image
+from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
+from datasets_cards.episode import Episode, FrameSequence
 from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, SchemaVersionError
 from datasets_cards.output import ColumnSpec, OutputCard, parse_type
-from datasets_cards.registry import (
+from datasets_cards.cards import (
     card_template,
     list_outputs,
     list_sources,
@@ -26,11 +27,13 @@ __all__ = [
     "SourceCard",
     "card_template",
     "decode_image",
+    "encode_jpeg",
     "list_outputs",
     "list_sources",
     "load_output_card",
     "load_source_card",
     "output_dir",
     "parse_type",
+    "sha256_file",
     "source_card_from_file",
 ]

@@ -7,27 +7,14 @@ never holds more than the episode at hand.
 
 from __future__ import annotations
 
-import io
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from datasets_cards.codecs import decode_image
 from datasets_cards.errors import EpisodeError, FrameDecodeError
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Encoded JPEG/PNG bytes → uint8 H×W×3 RGB. Raises FrameDecodeError."""
-    from PIL import Image  # local: keeps `import datasets_cards` light
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except Exception as e:  # PIL raises several unrelated types for corrupt data
-        detail = re.sub(r" at 0x[0-9a-f]+", "", str(e))  # keep quarantine reasons reproducible
-        raise FrameDecodeError(f"undecodable frame ({len(data)} bytes): {detail}") from e
 
 
 class FrameSequence(Sequence[np.ndarray]):

@@ -2,18 +2,27 @@
 
 The manifest is the single record of completed work: a shard is complete only
 once it is listed here (written after the shard's atomic rename), so resuming a
-killed run means skipping the units the manifest lists.
+killed run means skipping the units the manifest lists. `Manifest.load` and
+`Manifest.save` (atomic, through fsspec) are the only way in and out.
+
+Generations: `shards` are what the annotate run wrote (the candidates, generation
+0). Human review writes its verified shards into a new folder and records them
+as `verified` (generation 1, 2, ...); consumers read `current_shards`. Saving
+the manifest is the commit point, so a review killed part-way leaves the
+previous generation in force and the candidates untouched.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from datasets_cards.constants import MANIFEST_FORMAT_VERSION
+from datasets_cards.constants import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
+from datasets_cards.storage import read_text, write_text_atomic
 
 
 class ShardRecord(BaseModel):
@@ -25,6 +34,19 @@ class ShardRecord(BaseModel):
     episodes: list[str]  # episode ids read for this unit (quarantined ones included)
     seconds: float  # wall time of the unit (read + annotate + write)
     stats: dict[str, Any] = Field(default_factory=dict)  # per-unit statistics the pipeline reports
+
+
+class Generation(BaseModel):
+    """The shards of one human review, written beside the candidates (never over them)."""
+
+    number: int  # 1 for the first review, then 2, 3, ...
+    created: str  # ISO time the review committed it
+    shards: list[ShardRecord]  # paths under verified/<number>/
+
+
+def now() -> str:
+    """The manifest's time stamps: UTC, seconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class Manifest(BaseModel):
@@ -40,23 +62,50 @@ class Manifest(BaseModel):
     updated: str
     complete: bool = False  # every planned unit is done and the card is written
     planned_units: int = 0
-    shards: list[ShardRecord] = Field(default_factory=list)
+    shards: list[ShardRecord] = Field(default_factory=list)  # the annotate run's (generation 0, candidates)
+    verified: Generation | None = None  # the latest review's generation, if any
     quarantined: int = 0
     stats: dict[str, Any] = Field(default_factory=dict)  # run statistics (card.md, artifact)
 
     @property
+    def generation(self) -> int:
+        return self.verified.number if self.verified else 0
+
+    @property
+    def current_shards(self) -> list[ShardRecord]:
+        """The shards of the generation in force, in shard order: what consumers read."""
+        return sorted(self.verified.shards if self.verified else self.shards, key=lambda s: s.path)
+
+    @property
     def rows(self) -> int:
-        return sum(s.rows for s in self.shards)
+        return sum(s.rows for s in self.current_shards)
 
     def completed_units(self) -> set[str]:
         return {s.unit for s in self.shards}
 
-    def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
+    @staticmethod
+    def path(out_dir: str) -> str:
+        return f"{out_dir.rstrip('/')}/{MANIFEST_FILE}"
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        return cls.model_validate_json(text)
+    def load_if_exists(cls, out_dir: str, **storage_options) -> Manifest | None:
+        """The manifest of the output folder `out_dir` (any fsspec URL), or None when it has none."""
+        text = read_text(cls.path(out_dir), **storage_options)
+        return None if text is None else cls.model_validate_json(text)
+
+    @classmethod
+    def load(cls, out_dir: str, **storage_options) -> Manifest:
+        """The manifest of `out_dir`; FileNotFoundError when the folder holds no finished or started run."""
+        manifest = cls.load_if_exists(out_dir, **storage_options)
+        if manifest is None:
+            raise FileNotFoundError(f"no {MANIFEST_FILE} in {out_dir}: not an output folder written by the flows "
+                                    "(run `make annotate` first)")
+        return manifest
+
+    def save(self, out_dir: str) -> None:
+        """Write atomically to `out_dir`/manifest.json, stamping `updated`."""
+        self.updated = now()
+        write_text_atomic(self.path(out_dir), self.model_dump_json(indent=2))
 
 
 def config_hash(config: dict[str, Any]) -> str:

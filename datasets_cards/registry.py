@@ -1,88 +1,134 @@
-"""Load cards by name. Unknown names and invalid cards raise CardError listing the choices."""
+"""One way of choosing by name: pipelines, source formats, model backends, task runners, recipes.
+
+A `Registry` maps names to objects (classes or factories). Entries are added with
+the `register` decorator in the module that defines them; *built-ins* are
+modules the registry imports on first lookup, so choosing `rlds` imports
+TensorFlow only when an RLDS source is read. Built-ins are found by convention
+(`modules_named("pipelines.formats", "reader")` lists every
+`pipelines/formats/<name>/reader.py`), so adding one is adding a module.
+Every unknown name raises the same `UnknownNameError`, listing the choices.
+
+    DETECTORS = Registry("detector backend", builtins={"transformers": "annotators.detection.grounding_dino"})
+
+    @DETECTORS.register("transformers")
+    class GroundingDinoDetector: ...
+
+    DETECTORS.get("transformers")  # imports the module, returns the class
+"""
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
+import importlib
+import importlib.util
+import pkgutil
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Generic, TypeVar
 
-import yaml
-from pydantic import ValidationError
-
-from datasets_cards.errors import CardError
-from datasets_cards.output import OutputCard
-from datasets_cards.source import SourceCard
-
-_HERE = Path(__file__).resolve().parent
-SOURCES_DIR = _HERE / "sources"
-OUTPUTS_DIR = _HERE / "outputs"
+T = TypeVar("T")
 
 
-def list_sources() -> list[str]:
-    return sorted(p.stem for p in SOURCES_DIR.glob("*.yaml"))
+class UnknownNameError(ValueError):
+    """A name that no registry entry answers to; the message lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}")
 
 
-def list_outputs() -> list[str]:
-    return sorted(p.stem for p in OUTPUTS_DIR.glob("*.yaml"))
+def modules_named(package: str, module: str) -> Callable[[], dict[str, str]]:
+    """Built-ins by convention: {sub: "package.sub.module"} for every sub-package holding `module`.
+
+    Returned as a function so the scan runs on first lookup, not at import time.
+    """
+
+    def scan() -> dict[str, str]:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return {}
+        found = {}
+        for info in pkgutil.iter_modules(spec.submodule_search_locations):
+            if info.ispkg and importlib.util.find_spec(f"{package}.{info.name}.{module}") is not None:
+                found[info.name] = f"{package}.{info.name}.{module}"
+        return found
+
+    return scan
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise CardError(f"card {path} is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise CardError(f"card {path} must be a YAML mapping, got {type(data).__name__}")
-    return data
+def modules_in(package: str, exclude: tuple[str, ...] = ()) -> Callable[[], dict[str, str]]:
+    """Built-ins by convention: {name: "package.name"} for every plain module of `package`."""
+
+    def scan() -> dict[str, str]:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return {}
+        return {
+            info.name: f"{package}.{info.name}"
+            for info in pkgutil.iter_modules(spec.submodule_search_locations)
+            if not info.ispkg and not info.name.startswith("_") and info.name not in exclude
+        }
+
+    return scan
 
 
-def _validation_message(path: Path, error: ValidationError) -> str:
-    lines = [f"invalid card {path}:"]
-    for err in error.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<card>"
-        lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+class Registry(Generic[T]):
+    """Named entries of one kind (see the module docstring)."""
 
+    def __init__(self, kind: str, builtins: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None):
+        self.kind = kind
+        self._builtins = builtins or {}
+        self._entries: dict[str, T] = {}
+        self._lock = threading.Lock()  # built-in imports from several threads at once
 
-def source_card_from_file(path: str | Path) -> SourceCard:
-    path = Path(path)
-    try:
-        return SourceCard(**_read_yaml(path))
-    except ValidationError as e:
-        raise CardError(_validation_message(path, e)) from e
+    def builtins(self) -> dict[str, str]:
+        """Built-in name → the module that registers it (not imported)."""
+        found = self._builtins() if callable(self._builtins) else self._builtins
+        return dict(found)
 
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: `@REGISTRY.register("name")` over a class or a factory function."""
 
-@functools.cache
-def load_source_card(name: str) -> SourceCard:
-    """The source card called `name` (a file in datasets_cards/sources/, or a path to a YAML)."""
-    if name.endswith((".yaml", ".yml")) and Path(name).exists():
-        return source_card_from_file(name)
-    path = SOURCES_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise CardError(f"unknown source {name!r}; known sources: {', '.join(list_sources())}")
-    card = source_card_from_file(path)
-    if card.name != name:
-        raise CardError(f"card {path} declares name {card.name!r}, expected {name!r}")
-    return card
+        def wrap(obj: T) -> T:
+            self._entries[name] = obj
+            return obj
 
+        return wrap
 
-@functools.cache
-def load_output_card(name: str) -> OutputCard:
-    """The output card called `name` (gaze, pixel, future, la, ...)."""
-    path = OUTPUTS_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise CardError(f"unknown output dataset {name!r}; known outputs: {', '.join(list_outputs())}")
-    try:
-        card = OutputCard(**_read_yaml(path))
-    except ValidationError as e:
-        raise CardError(_validation_message(path, e)) from e
-    if card.name != name:
-        raise CardError(f"card {path} declares name {card.name!r}, expected {name!r}")
-    return card
+    def add(self, name: str, obj: T) -> T:
+        self._entries[name] = obj
+        return obj
 
+    def get(self, name: str) -> T:
+        """The entry called `name`, importing its built-in module on first use."""
+        if name not in self._entries:
+            module = self.builtins().get(name)
+            if module is not None:
+                with self._lock:
+                    importlib.import_module(module)
+        if name not in self._entries:
+            raise UnknownNameError(self.kind, name, self.names())
+        return self._entries[name]
 
-def card_template(card: OutputCard) -> str:
-    """The card.md Jinja2 template text of an output card."""
-    path = OUTPUTS_DIR / card.card_template
-    if not path.exists():
-        raise CardError(f"output card {card.name!r} names template {card.card_template!r}, not found in {OUTPUTS_DIR}")
-    return path.read_text()
+    def names(self) -> list[str]:
+        """Every name this registry answers to (registered or built in), sorted."""
+        return sorted(set(self._entries) | set(self.builtins()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self.builtins()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    @contextmanager
+    def override(self, name: str, obj: T) -> Iterator[T]:
+        """Register `obj` as `name` inside the block only (the seam tests use instead of patching modules)."""
+        had, previous = name in self._entries, self._entries.get(name)
+        self._entries[name] = obj
+        try:
+            yield obj
+        finally:
+            if had:
+                self._entries[name] = previous  # type: ignore[assignment]
+            else:
+                self._entries.pop(name, None)

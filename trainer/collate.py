@@ -23,6 +23,7 @@ import pyarrow as pa
 import torch
 
 from datasets_cards import OutputCard
+from datasets_cards.codecs import decode_image
 from datasets_cards.output import parse_type
 
 
@@ -40,12 +41,10 @@ def _is_rle(t: pa.DataType) -> bool:
 
 def decode_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """JPEG/PNG bytes → uint8 H×W×3 RGB resized to `size` (H, W)."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"undecodable image ({len(data)} bytes)")
+    image = decode_image(data)
     if image.shape[:2] != tuple(size):
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def rle_to_mask(rle: dict, size: tuple[int, int]) -> np.ndarray:
@@ -141,3 +140,8 @@ class CardCollate:
         if name in self.images:
             stacked = stacked.permute(0, 3, 1, 2).contiguous()
         batch[name] = stacked
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch on `device` (tensors copied without blocking; other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

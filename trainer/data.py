@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from datasets_cards import OutputCard, SchemaVersionError, load_output_card
+from datasets_cards.codecs import sha256_file
 from datasets_cards.constants import MANIFEST_FILE
 from datasets_cards.manifest import Manifest
 
@@ -89,20 +90,7 @@ def check_version(found: str | None, card: OutputCard, where: str) -> None:
 
 
 def read_manifest(root: str, storage_options: dict | None = None) -> Manifest:
-    fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
-    manifest_path = f"{path.rstrip('/')}/{MANIFEST_FILE}"
-    if not fs.exists(manifest_path):
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {root}: not an output folder written by the flows")
-    with fs.open(manifest_path, "r") as f:
-        return Manifest.from_json(f.read())
-
-
-def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return Manifest.load(root, **(storage_options or {}))
 
 
 def _list_values(arr: pa.Array) -> list[Any]:
@@ -222,14 +210,14 @@ class ShardDataset(IterableDataset):
         fs, base = self._fs()
         expected = self.card.arrow_schema()
         pieces: list[Piece] = []
-        for record in sorted(self.manifest.shards, key=lambda r: r.path):
+        for record in self.manifest.current_shards:
             path = f"{base}/{record.path}"
             where = f"shard {self.root}/{record.path}"
             if not fs.exists(path):
                 raise ShardIntegrityError(f"{where} is listed in {MANIFEST_FILE} but missing")
             if fs.size(path) != record.bytes:
                 raise ShardIntegrityError(f"{where} has {fs.size(path)} bytes, manifest says {record.bytes}")
-            if verify_checksums and (digest := _sha256(fs, path)) != record.sha256:
+            if verify_checksums and (digest := sha256_file(path, fs)) != record.sha256:
                 raise ShardIntegrityError(f"{where} has sha256 {digest}, manifest says {record.sha256}")
             with fs.open(path, "rb") as f:
                 meta = pq.ParquetFile(f).metadata

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -10,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from annotators.detection.core import Detections
+from datasets_cards.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ class DetectorConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
         if self.max_detections < 1 or self.batch_size < 1:
             raise ValueError(f"max_detections and batch_size must be ≥ 1, got {self.max_detections}, {self.batch_size}")
+
+
+# Backend name → a class or factory taking (config=DetectorConfig, **options); heavy modules load on first use.
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector backend", builtins={
+    "transformers": "annotators.detection.grounding_dino",
+    "ultralytics": "annotators.detection.ultralytics_backend",
+})
 
 
 class Detector(Protocol):
@@ -59,24 +66,10 @@ class StubDetector:
         return out
 
 
-# Backend name → "module:factory"; modules are imported on first use so heavy extras stay optional.
-_BACKENDS: dict[str, str] = {
-    "transformers": "annotators.detection.grounding_dino:GroundingDinoDetector",
-    "ultralytics": "annotators.detection.ultralytics_backend:UltralyticsDetector",
-    "stub": "annotators.detection.base:StubDetector",
-}
-
-
-def register_detector(name: str, target: str) -> None:
-    """Register a backend as "module:callable" taking (config=DetectorConfig, **options)."""
-    _BACKENDS[name] = target
+DETECTORS.add("stub", StubDetector)
 
 
 def make_detector(backend: str, config: DetectorConfig | None = None, **options: Any) -> Detector:
     """The detector of `backend` (transformers | ultralytics | stub) built from `config`."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown detector backend {backend!r}; known backends: {sorted(_BACKENDS)}")
-    module, _, attr = _BACKENDS[backend].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    return factory(config=config or DetectorConfig(), **options)
+    return DETECTORS.get(backend)(config=config or DetectorConfig(), **options)
 

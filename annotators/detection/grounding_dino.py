@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotators.detection.base import DetectorConfig
+from annotators.detection.base import DETECTORS, DetectorConfig
 from annotators.detection.core import Detections
 
 
@@ -72,6 +72,7 @@ def resized_shape(height: int, width: int, shortest_edge: int, longest_edge: int
     return tuple(get_size_with_aspect_ratio((height, width), shortest_edge, longest_edge))  # type: ignore[return-value]
 
 
+@DETECTORS.register("transformers")
 class GroundingDinoDetector:
     """Batched open-vocabulary detection; one prompt per image, best boxes first."""
 

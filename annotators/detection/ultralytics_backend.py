@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from annotators.detection.base import DetectorConfig
+from annotators.detection.base import DETECTORS, DetectorConfig
 from annotators.detection.core import Detections
 
 INSTALL_HINT = "the ultralytics backend needs the `official` extra: pip install -e '.[official]' (it pulls torchvision)"
@@ -25,6 +25,7 @@ def require_ultralytics() -> Any:
     return ultralytics
 
 
+@DETECTORS.register("ultralytics")
 class UltralyticsDetector:
     """`config.model` is a weights file (.pt). YOLO-World gets the phrase as its class; a plain YOLO keeps
     the boxes whose class name equals the phrase."""

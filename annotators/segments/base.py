@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from datasets_cards.registry import Registry
+
 # LA4VLA's atomic-action vocabulary (la4vla.txt Table 2 / Appendix 7.5).
 VOCABULARY: tuple[str, ...] = (
     "grasp", "place", "lift", "lower", "transport", "wrist_rotate", "reorient",
@@ -59,3 +61,11 @@ class Segmenter(Protocol):
     name: str
 
     def segment(self, item: SegmentationInput) -> list[Segment]: ...
+
+
+# Segmenters by name. Each entry is a factory `(kinematic, *, cache=None, **settings) -> Segmenter`: the
+# kinematic segmenter the pipeline built is the cross-check and the fallback of the others.
+SEGMENTERS: Registry = Registry("segmenter", builtins={
+    "kinematic": "annotators.segments.kinematic",
+    "vlm": "annotators.segments.vlm.segmenter",
+})

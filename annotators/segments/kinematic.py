@@ -37,14 +37,15 @@ Primitive rules (la4vla.txt Table 8, decided from state only):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.signal import find_peaks, savgol_filter
 from scipy.spatial.transform import Rotation
 
-from annotators.segments.base import Segment, SegmentationInput
+from annotators.segments.base import SEGMENTERS, Segment, SegmentationInput
 from annotators.segments.templates import displacement_to_directions, instruction_for
-from datasets_cards.source import KinematicParams
+from datasets_cards.params.la import KinematicParams
 
 CLOSE, OPEN, STATIC, ROTATE, UP, DOWN, HORIZONTAL = "close", "open", "static", "rotate", "up", "down", "horizontal"
 
@@ -282,3 +283,9 @@ class KinematicSegmenter:
             sense = "counterclockwise" if turn > 0 else "clockwise"
         target = " toward the object" if primitive == "move" and next_primitive == "grasp" else ""
         return instruction_for(primitive, directions, holding=self.holding(features, start, end), sense=sense, target=target)
+
+
+@SEGMENTERS.register("kinematic")
+def kinematic_segmenter(kinematic: KinematicSegmenter, **_: Any) -> KinematicSegmenter:
+    """The kinematic segmenter is its own cross-check: the pipeline's instance is the segmenter."""
+    return kinematic

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from datasets_cards.codecs import encode_jpeg
+
 _LABEL_SCALE = 0.4  # cv2 font scale of the timestamp drawn on each tile
 _LABEL_PAD = 2  # pixels around the label box
 
@@ -101,7 +103,4 @@ def tiles_to_sheet(tiles: Sequence[np.ndarray], columns: int, gutter: int = 0) -
 
 def image_to_data_url(image: np.ndarray, quality: int) -> str:
     """RGB uint8 image → 'data:image/jpeg;base64,…' for an OpenAI image_url part."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, quality)).decode("ascii")

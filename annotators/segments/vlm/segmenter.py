@@ -11,11 +11,12 @@ stays down, yields the fallback's segments marked segmenter="vlm_fallback" with 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
-from annotators.segments.base import Segment, SegmentationInput, Segmenter
+from annotators.segments.base import SEGMENTERS, Segment, SegmentationInput, Segmenter
 from annotators.segments.vlm.cache import CachedResponse, ResponseCache, cache_get, cache_put, request_to_key
 from annotators.segments.vlm.client import ChatBackend, VlmUnavailable
 from annotators.segments.vlm.config import VlmConfig
@@ -235,3 +236,9 @@ class VlmSegmenter:
                 s = replace(s, flags=(*s.flags, f"{DISAGREE_FLAG}:{best.subaction}"))
             out.append(s)
         return out
+
+
+@SEGMENTERS.register("vlm")
+def vlm_segmenter(kinematic: Segmenter, *, cache: MutableMapping[str, Any] | None = None, **settings: Any) -> VlmSegmenter:
+    """The VLM segmenter on the endpoint the environment names (OPENAI_BASE_URL, ...), falling back to `kinematic`."""
+    return VlmSegmenter.from_env(kinematic, cache=cache, **settings)

@@ -1,4 +1,7 @@
-"""Small-file helpers: atomic writes (temp name, then rename) on any fsspec filesystem."""
+"""Small-file helpers on any fsspec filesystem: atomic writes (temp name, then rename) and reads.
+
+Here, not in pipelines, because the manifest (read by the trainer too) is saved through them.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +28,9 @@ def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def read_text(path: str) -> str | None:
+def read_text(path: str, **storage_options) -> str | None:
     """The file's text, or None if it does not exist."""
-    fs, p = fsspec.core.url_to_fs(path)
+    fs, p = fsspec.core.url_to_fs(path, **storage_options)
     if not fs.exists(p):
         return None
     with fs.open(p, "rb") as f:

@@ -1,0 +1,51 @@
+"""Parameters of the gaze pipeline (ReconVLA §3.3)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from datasets_cards.params.base import PIPELINE_PARAMS, Params
+
+
+@PIPELINE_PARAMS.register("gaze")
+class GazeParams(Params):
+    """ReconVLA gaze crops (reconvla.txt §3.3; pipelines/gaze, annotators/gaze.py)."""
+
+    box_threshold: float = 0.3  # Grounding DINO `threshold`: minimum box confidence
+    text_threshold: float = 0.25  # Grounding DINO `text_threshold`: minimum score of a matched phrase token
+    margin: float = 0.15  # crop margin, fraction of the box size on each side
+    min_crop: int = 64  # pixels, crops are at least this wide and tall
+    square: bool = False  # square crop window, zero-padded to a square where the image clips it
+    phase_aware: bool = False  # destination after the grasp (ReconVLA CALVIN script)
+    phrase_extractor: str = "rules"  # a registered extractor: rules | llm (annotators.phrases.PHRASE_EXTRACTORS)
+    model: str = "IDEA-Research/grounding-dino-tiny"
+    batch_size: int = 16
+    detector: str = "transformers"  # detection backend: transformers | ultralytics (official extra)
+    max_detections: int = 10  # boxes kept per frame (best first) before the best is chosen
+    low_score: float = 0.35  # detected boxes scoring below this are kept but flagged low_score
+    # Temporal consistency: a box that overlaps its neighbours less than jump_iou AND whose
+    # centre moves faster than max_centre_speed (image diagonals per second) jumps.
+    jump_iou: float = 0.1
+    max_centre_speed: float = 1.0
+    consistency_neighbours: int = 2  # detections on each side a box is compared with
+    max_gap_s: float = 0.5  # gaps between reliable boxes up to this long are interpolated, longer ones flagged
+    grasp_threshold: float = 0.5  # phase_aware: gripper ≥ this (0 open, 1 closed) = holding → destination
+    jpeg_quality: int = 90  # image and crop JPEG quality
+    cameras: list[str] = Field(default_factory=list)  # cameras to annotate; empty = every exterior camera
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("box_threshold", "text_threshold", "low_score", "jump_iou", "grasp_threshold")
+    @classmethod
+    def _unit_interval(cls, v: float, info) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{info.field_name} must lie in [0, 1], got {v}")
+        return v
+
+    @field_validator("batch_size", "max_detections", "min_crop", "consistency_neighbours", "jpeg_quality")
+    @classmethod
+    def _positive_int(cls, v: int, info) -> int:
+        if v < 1:
+            raise ValueError(f"{info.field_name} must be ≥ 1, got {v}")
+        return v
