@@ -63,7 +63,7 @@ labelstudio: install labelstudio-venv  ## start Label Studio on 127.0.0.1:$(LS_P
 	@mkdir -p $(abspath $(OUT))
 	LABEL_STUDIO_USERNAME=$(LABEL_STUDIO_USERNAME) LABEL_STUDIO_PASSWORD=$(LABEL_STUDIO_PASSWORD) \
 	LABEL_STUDIO_USER_TOKEN=$(LABEL_STUDIO_USER_TOKEN) \
-	$(PY) -m pipelines.review.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(abspath $(OUT))
+	$(PY) -m pipelines.labelstudio.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(abspath $(OUT))
 
 prefect-server: install  ## start a Prefect server on 127.0.0.1:4200 (PREFECT_HOME=.prefect)
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
@@ -76,7 +76,7 @@ worker: install  ## start a process worker for the robot-annotate pool
 	$(VENV)/bin/prefect worker start --pool robot-annotate
 
 sample-data: install  ## regenerate the embedded simulated sample (pybullet)
-	$(PY) -m pipelines.sample --out pipelines/sample/data --episodes 12 --seed 0
+	$(PY) -m pipelines.sample.generator --out pipelines/sample/data --episodes 12 --seed 0
 
 bench: install  ## reader throughput, la fidelity on the sample and on resting episodes, VLM prompt tokens
 	$(PY) -m benchmarks.readers

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from datasets_cards import CardError, list_outputs, list_sources, load_source_card
 from datasets_cards.constants import CARD_FILE, MANIFEST_FILE
+from datasets_cards.registry import UnknownNameError
 from pipelines.base import available_pipelines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Annotate robot-learning corpora.")
@@ -29,7 +30,7 @@ def reported_as_errors() -> Iterator[None]:
     with one line and exit code 1 instead of a traceback; anything else is a bug and shows one."""
     from annotators.segments.vlm.config import VlmConfigError
     from pipelines.flows.annotate import ConfigMismatchError
-    from pipelines.review.client import LabelStudioError
+    from pipelines.labelstudio.client import LabelStudioError
 
     try:
         yield
@@ -132,7 +133,7 @@ def review(
     push: Annotated[bool, typer.Option(help="push candidates to Label Studio before pulling")] = False,
 ) -> None:
     """Pull verified annotations from Label Studio and rewrite the la dataset with the verified set."""
-    from pipelines.flows.review import review as review_flow
+    from pipelines.la.review.flow import review as review_flow
 
     with reported_as_errors():
         name, _ = resolve_source(dataset, None)
@@ -143,17 +144,15 @@ def review(
 def inspect(path: Annotated[str, typer.Argument(help="an output folder OUT/<pipeline>/<source>")]) -> None:
     """Summarise an output folder: manifest and card."""
     from datasets_cards.manifest import Manifest
-    from pipelines.io import read_text
 
-    text = read_text(f"{path.rstrip('/')}/{MANIFEST_FILE}")
-    if text is None:
+    m = Manifest.load_if_exists(path)
+    if m is None:
         raise typer.BadParameter(f"no {MANIFEST_FILE} in {path}")
-    m = Manifest.from_json(text)
     table = Table(title=f"{m.pipeline} ← {m.source}")
     table.add_column("field")
     table.add_column("value")
     for field, value in [
-        ("complete", m.complete), ("shards", f"{len(m.shards)} / {m.planned_units} planned"), ("rows", m.rows),
+        ("complete", m.complete), ("shards", f"{len(m.shards)} / {m.planned_units} planned"), ("generation", m.generation), ("rows", m.rows),
         ("quarantined", m.quarantined), ("output card", m.output_card_version), ("config hash", m.config_hash),
         ("code version", m.code_version), ("source location", m.source_location), ("updated", m.updated),
     ]:
@@ -167,15 +166,17 @@ def inspect(path: Annotated[str, typer.Argument(help="an output folder OUT/<pipe
 def export(
     path: Annotated[str, typer.Argument(help="a finished output folder OUT/<pipeline>/<source>")],
     dest: Annotated[str, typer.Option(help="where to write the exported dataset")],
-    format: Annotated[str, typer.Option("--format", help="rlds")] = "rlds",
+    format: Annotated[str, typer.Option("--format", help="an export format: rlds")] = "rlds",
 ) -> None:
-    """Export a finished output as an RLDS/TFDS dataset."""
-    if format != "rlds":
-        raise typer.BadParameter(f"unknown export format {format!r}; known: rlds")
-    from pipelines.export.rlds import export_rlds
+    """Export a finished output in another format (RLDS/TFDS)."""
+    from pipelines.formats import EXPORTERS
 
-    built = export_rlds(path, dest)
-    console.print(f"[green]RLDS dataset written[/] → {built}")
+    try:
+        exporter = EXPORTERS.get(format)
+    except UnknownNameError as e:
+        raise typer.BadParameter(str(e)) from e
+    built = exporter(path, dest)
+    console.print(f"[green]{format} dataset written[/] → {built}")
 
 
 def _parse_option(text: str) -> tuple[str, object]:

@@ -11,7 +11,7 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("episode_id", pa.string()),
         pa.field("source", pa.string()),
         pa.field("unit", pa.string()),
-        pa.field("stage", pa.string()),  # read | annotate | write | unit
+        pa.field("stage", pa.string()),  # read | annotate | artifacts | unit
         pa.field("reason", pa.string()),
     ]
 )

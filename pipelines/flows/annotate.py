@@ -3,21 +3,24 @@
 Phases:
 1. plan     list the source's episodes and cut them into work units (index ranges);
 2. skip     drop units the manifest already records as complete (resume);
-3. annotate one task per unit: read → annotate → write one shard atomically;
+3. annotate one retried task per unit: read → annotate → stream rows into one shard
+            (written atomically) and write the files that need frames, episode by episode;
 4. record   append each finished shard to the manifest as it completes;
-5. finish   merge quarantine, let the pipeline write its artifacts, render card.md,
-            publish a Prefect artifact with the statistics.
+5. finish   merge quarantine, aggregate statistics from the shard records, save the manifest;
+6. steps    the pipeline's exports and deliveries, each a retried task (idempotent);
+7. report   render card.md and publish a Prefect artifact with the statistics.
 
-A unit that fails is quarantined with its reason and the run goes on; it is not
-recorded as complete, so the next run retries it.
+A unit that fails after its retries is quarantined with its reason and the run goes
+on; it is not recorded as complete, so the next run retries it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,28 +29,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
 from rich.progress import MofNCompleteColumn, Progress
 
 from datasets_cards import Episode, EpisodeError, load_source_card
 from datasets_cards.constants import (
-    MANIFEST_FILE,
+    CARD_FILE,
     QUARANTINE_FILE,
     QUARANTINE_STAGING_DIR,
     SHARD_PATTERN,
     SHARDS_DIR,
     output_dir,
 )
-from datasets_cards.manifest import Manifest, ShardRecord, config_hash
-from pipelines.base import worker_pipeline
+from datasets_cards.manifest import Manifest, ShardRecord, config_hash, now
+from pipelines.base import Pipeline, merge_stats, worker_pipeline
 from pipelines.card import render_card
-from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
+from pipelines.formats import open_reader
+from pipelines.io import ShardWriter, write_bytes_atomic, write_text_atomic
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_table
-from pipelines.readers import open_reader
 from pipelines.runners import make_task_runner
 from pipelines.version import code_version
 
 DEFAULT_EPISODES_PER_SHARD = 8
+DEFAULT_RETRIES = 2  # units and steps are idempotent: a transient failure (I/O, a dropped worker) is retried
+RETRY_DELAY_S = 2.0
 
 
 class ConfigMismatchError(RuntimeError):
@@ -76,21 +82,40 @@ def plan_units(num_episodes: int, episodes_per_shard: int) -> list[WorkUnit]:
     return [WorkUnit(i, s, min(s + episodes_per_shard, num_episodes)) for i, s in enumerate(starts)]
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def _annotate_episodes(
+    pipe: Pipeline, items: Iterator, unit: WorkUnit, out: str, writer: ShardWriter,
+    quarantined: list[Quarantined], episode_ids: list[str],
+) -> dict[str, Any]:
+    """Stream the unit's episodes through the pipeline into `writer`; returns the unit's statistics."""
+    source = pipe.source.name
+    indices: deque[int] = deque()  # reader positions of the episodes handed over (results come back in order)
+
+    def readable() -> Iterator[Episode]:
+        for offset, item in enumerate(items):
+            episode_ids.append(item.episode_id)
+            if isinstance(item, Quarantined):
+                quarantined.append(Quarantined(item.episode_id, item.reason, item.stage, source, unit.key))
+            else:
+                indices.append(unit.start + offset)
+                yield item
+
+    stats = pipe.unit_stats([])
+    for episode, result in pipe.annotate_many(readable()):
+        index = indices.popleft()
+        if isinstance(result, EpisodeError):
+            quarantined.append(Quarantined(episode.episode_id, result.reason, "annotate", source, unit.key))
+            continue
+        try:
+            artifacts = pipe.episode_artifacts(episode, result, out, index)
+        except EpisodeError as e:  # e.g. a frame that decodes for the model but not for a clip
+            quarantined.append(Quarantined(episode.episode_id, e.reason, "artifacts", source, unit.key))
+            continue
+        writer.write_rows(result)  # one episode at a time: the writer flushes row groups as they fill
+        stats = merge_stats(merge_stats(stats, pipe.unit_stats(result)), artifacts)
+    return stats
 
 
-def load_manifest(out: str) -> Manifest | None:
-    text = read_text(f"{out}/{MANIFEST_FILE}")
-    return Manifest.from_json(text) if text else None
-
-
-def save_manifest(out: str, manifest: Manifest) -> None:
-    manifest.updated = _now()
-    write_text_atomic(f"{out}/{MANIFEST_FILE}", manifest.to_json())
-
-
-@task(name="annotate-unit", retries=0)
+@task(name="annotate-unit")
 def annotate_unit(
     source: str, pipeline: str, location: str | None, options: dict[str, Any], out: str, unit: WorkUnit
 ) -> ShardRecord:
@@ -99,25 +124,13 @@ def annotate_unit(
     card = load_source_card(source)
     pipe = worker_pipeline(pipeline, card, options)
     reader = open_reader(card, location)
-    rows: list[dict[str, Any]] = []
     quarantined: list[Quarantined] = []
     episode_ids: list[str] = []
-
-    def readable() -> Iterator[Episode]:
-        for item in reader.read(unit.start, unit.stop):
-            episode_ids.append(item.episode_id)
-            if isinstance(item, Quarantined):
-                quarantined.append(Quarantined(item.episode_id, item.reason, item.stage, source, unit.key))
-            else:
-                yield item
-
-    for episode, result in pipe.annotate_many(readable()):
-        if isinstance(result, EpisodeError):
-            quarantined.append(Quarantined(episode.episode_id, result.reason, "annotate", source, unit.key))
-        else:
-            rows.extend(result)
-    with ShardWriter(pipe.output, f"{out}/{unit.shard_path}") as writer:
-        writer.write_rows(rows)
+    # Model-heavy pipelines hold a slot of their global concurrency limit (if the server has one).
+    limit = concurrency(pipe.concurrency_limit) if pipe.concurrency_limit else nullcontext()
+    with limit, ShardWriter(pipe.output, f"{out}/{unit.shard_path}") as writer:
+        stats = _annotate_episodes(pipe, iter(reader.read(unit.start, unit.stop)), unit, out, writer,
+                                   quarantined, episode_ids)
     n_rows, n_bytes, sha = writer.result  # type: ignore[misc]
     part = f"{out}/{QUARANTINE_STAGING_DIR}/unit-{unit.index:05d}.parquet"
     sink = pa.BufferOutputStream()
@@ -131,8 +144,16 @@ def annotate_unit(
         sha256=sha,
         episodes=episode_ids,
         seconds=round(time.perf_counter() - started, 3),
-        stats={"quarantined": len(quarantined), **pipe.unit_stats(rows)},
+        stats={"quarantined": len(quarantined), **stats},
     )
+
+
+@task(name="pipeline-step")
+def run_step(source: str, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
+    """One of the pipeline's steps on the saved manifest (retried by the flow; idempotent)."""
+    pipe = worker_pipeline(pipeline, load_source_card(source), options)
+    step = next(s for s in pipe.steps() if s.name == name)
+    return step.run(out, Manifest.load(out))
 
 
 def _remove_stale_temp_files(out: str) -> None:
@@ -156,6 +177,73 @@ def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     return table.num_rows
 
 
+def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, config: dict, overwrite: bool) -> Manifest:
+    """The folder's manifest if it was written with this config, a new one otherwise (or an error)."""
+    digest = config_hash(config)
+    manifest = Manifest.load_if_exists(target)
+    if manifest is not None and manifest.config_hash != digest:
+        if not overwrite:
+            raise ConfigMismatchError(
+                f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
+                "Use another --out, or --overwrite to start over."
+            )
+        fs, root = fsspec.core.url_to_fs(target)
+        fs.rm(root, recursive=True)
+        manifest = None
+    if manifest is None:
+        manifest = Manifest(
+            pipeline=pipe.name, output_card_version=pipe.output.version, source=card.name,
+            source_location=reader_location, config_hash=digest, config=config,
+            code_version=code_version(), created=now(), updated=now(),
+        )
+    return manifest
+
+
+def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, manifest: Manifest, target: str,
+               label: str, logger) -> list[Quarantined]:
+    """Submit every unit, record each shard as it lands; returns the units that failed, as quarantine records."""
+    failures: list[Quarantined] = []
+    unit_task = annotate_unit.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S)
+    futures = {unit_task.submit(*args, target, u): u for u in todo}
+    # A progress bar for people at a terminal; deployments and CI get the log lines only.
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
+        progress = bar.add_task(label, total=total, completed=total - len(todo))
+        for future in as_completed(list(futures)):
+            unit = futures[future]
+            bar.advance(progress)
+            try:
+                record = future.result()
+            except Exception as e:  # one bad unit must not kill the run; it is retried next time
+                logger.error(f"unit {unit.key} failed: {e!r}")
+                failures.append(Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit",
+                                            manifest.source, unit.key))
+                continue
+            manifest.shards = sorted([*manifest.shards, record], key=lambda s: s.path)
+            manifest.save(target)
+            logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
+    return failures
+
+
+def _run_steps(pipe: Pipeline, args: tuple, manifest: Manifest, target: str, logger) -> bool:
+    """Run the pipeline's steps in order, each a retried task; True when every one gave a result."""
+    ok = True
+    for step in pipe.steps():
+        step_task = run_step.with_options(name=f"{pipe.name}-{step.name}", retries=step.retries,
+                                          retry_delay_seconds=RETRY_DELAY_S)
+        try:
+            result = step_task(*args, target, step.name)
+        except Exception as e:
+            logger.error(f"step {step.name} failed after {step.retries} retries: {e!r}")
+            if step.on_failure is None:
+                ok = False
+                result = f"failed: {type(e).__name__}: {e}"
+            else:
+                result = step.on_failure(target, manifest, e)
+        manifest.stats = {**manifest.stats, step.name: result}
+        manifest.save(target)
+    return ok
+
+
 @flow(name="annotate", log_prints=True)
 def annotate(
     source: str = "sample-droid",
@@ -166,6 +254,7 @@ def annotate(
     location: str | None = None,
     options: dict[str, Any] | None = None,
     overwrite: bool = False,
+    retries: int = DEFAULT_RETRIES,
 ) -> Manifest:
     """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable)."""
     logger = get_run_logger()
@@ -178,65 +267,29 @@ def annotate(
     total = reader.num_episodes()
     n = total if limit is None else min(total, limit)
     units = plan_units(n, episodes_per_shard)
-
     config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
-    digest = config_hash(config)
-    manifest = load_manifest(target)
-    if manifest is not None and manifest.config_hash != digest:
-        if not overwrite:
-            raise ConfigMismatchError(
-                f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
-                "Use another --out, or --overwrite to start over."
-            )
-        fs, root = fsspec.core.url_to_fs(target)
-        fs.rm(root, recursive=True)
-        manifest = None
-    if manifest is None:
-        manifest = Manifest(
-            pipeline=pipeline,
-            output_card_version=pipe.output.version,
-            source=card.name,
-            source_location=reader.location,
-            config_hash=digest,
-            config=config,
-            code_version=code_version(),
-            created=_now(),
-            updated=_now(),
-        )
+    manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
+    done = manifest.completed_units()
+    todo = [u for u in units if u.key not in done]
+    if manifest.verified is not None and not todo:
+        logger.info(f"{target} is reviewed (generation {manifest.generation}) and complete: nothing to do")
+        return manifest
     _remove_stale_temp_files(target)
     manifest.planned_units = len(units)
     manifest.complete = False
-    done = manifest.completed_units()
-    todo = [u for u in units if u.key not in done]
     logger.info(f"{card.name} → {pipeline}: {n} episodes, {len(units)} units, {len(todo)} to do, in {target}")
-    save_manifest(target, manifest)
+    manifest.save(target)
 
-    failures: list[Quarantined] = []
-    futures = {annotate_unit.submit(card.name, pipeline, location, options, target, u): u for u in todo}
-    # A progress bar for people at a terminal; deployments and CI get the log lines only.
-    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
-        progress = bar.add_task(f"{pipeline} ← {card.name}", total=len(units), completed=len(units) - len(todo))
-        for future in as_completed(list(futures)):
-            unit = futures[future]
-            bar.advance(progress)
-            try:
-                record = future.result()
-            except Exception as e:  # one bad unit must not kill the run; it is retried next time
-                logger.error(f"unit {unit.key} failed: {e!r}")
-                failures.append(
-                    Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit", card.name, unit.key)
-                )
-                continue
-            manifest.shards = sorted([*manifest.shards, record], key=lambda s: s.path)
-            save_manifest(target, manifest)
-            logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
-
+    args = (card.name, pipeline, location, options)
+    failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
-    manifest.stats = {**pipe.finalize(target, manifest)}
-    manifest.complete = not failures and len(manifest.shards) == len(units)
-    save_manifest(target, manifest)
+    manifest.stats = pipe.finalize(target, manifest)
+    manifest.save(target)
+    steps_ok = _run_steps(pipe, (card.name, pipeline, options), manifest, target, logger)
+    manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
+    manifest.save(target)
     card_md = render_card(pipe.output, manifest, card)
-    write_text_atomic(f"{target}/card.md", card_md)
+    write_text_atomic(f"{target}/{CARD_FILE}", card_md)
     create_markdown_artifact(
         key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=card_md, description="annotate statistics"
     )

@@ -1,26 +1,29 @@
-"""Source readers: one per format, chosen by the source card's `format`.
+"""Source readers: one per format, chosen by the source card's `format` through `READERS`.
 
-A reader streams canonical Episodes in a deterministic order and can read any
-index range of it, which is what a work unit is. Bad episodes come out as
-`Quarantined` records with a reason instead of raising.
+A format is one folder, `pipelines/formats/<format>/`, owning that format's
+reader (`reader.py`, found by name), and where it has them its writer, export
+and validation. A reader streams canonical Episodes in a deterministic order
+and can read any index range of it, which is what a work unit is. Bad episodes
+come out as `Quarantined` records with a reason instead of raising.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from datasets_cards import SourceCard
+from datasets_cards.registry import Registry, UnknownNameError, modules_named
 from pipelines.quarantine import Quarantined
 
-_READERS: dict[str, type[SourceReader]] = {}
-_BUILTIN_MODULES = {fmt: f"pipelines.readers.{fmt}" for fmt in ("rlds", "lerobot", "hdf5")}
+# Format name → reader class; `pipelines/formats/<name>/reader.py` registers each built-in one.
+READERS: Registry[type[SourceReader]] = Registry("source format", builtins=modules_named("pipelines.formats", "reader"))
+# Export format name → `export(output_dir, dest) -> path`; `pipelines/formats/<name>/export.py` registers each.
+EXPORTERS: Registry = Registry("export format", builtins=modules_named("pipelines.formats", "export"))
 
 
 class SourceReader(ABC):
-    format: str  # the card format this reader handles
+    format: str  # the card format this reader handles (set by `register_reader`)
 
     def __init__(self, card: SourceCard, location: str | None = None):
         self.card = card
@@ -31,36 +34,33 @@ class SourceReader(ABC):
         """Episodes in the card's split, cheaply (from metadata, not by decoding)."""
 
     @abstractmethod
-    def read(self, start: int, stop: int) -> Iterator:
+    def read(self, start: int, stop: int) -> Iterator[object]:
         """Yield Episode or Quarantined for episodes [start, stop) in a deterministic order."""
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[object]:
         return self.read(0, self.num_episodes())
 
 
-def register_reader(fmt: str) -> Callable[[type[SourceReader]], type[SourceReader]]:
+def register_reader(fmt: str):
+    """Class decorator: register a SourceReader subclass for the card format `fmt`."""
+
     def wrap(cls: type[SourceReader]) -> type[SourceReader]:
         cls.format = fmt
-        _READERS[fmt] = cls
-        return cls
+        return READERS.add(fmt, cls)
 
     return wrap
 
 
 def open_reader(card: SourceCard, location: str | None = None) -> SourceReader:
     """The reader for `card.format`, pointed at `location` (default: the card's)."""
-    if card.format not in _READERS and card.format in _BUILTIN_MODULES:
+    try:
         # Imported on demand: the RLDS reader pulls TensorFlow, the others PyAV/h5py.
-        try:
-            importlib.import_module(_BUILTIN_MODULES[card.format])
-        except ImportError as e:
-            raise ImportError(
-                f"reading {card.format!r} sources needs an optional dependency ({e}); "
-                f"install it with `make install` or `pip install -e '.[tfds]'` for RLDS"
-            ) from e
-    if card.format not in _READERS:
-        raise ValueError(f"no reader for format {card.format!r}; known formats: {sorted(_BUILTIN_MODULES)}")
-    return _READERS[card.format](card, location)
-
-
-__all__ = ["Quarantined", "SourceReader", "open_reader", "register_reader"]
+        reader = READERS.get(card.format)
+    except UnknownNameError as e:
+        raise UnknownNameError(e.kind, e.name, e.known) from None
+    except ImportError as e:
+        raise ImportError(
+            f"reading {card.format!r} sources needs an optional dependency ({e}); "
+            f"install it with `make install` or `pip install -e '.[tfds]'` for RLDS"
+        ) from e
+    return reader(card, location)

@@ -1,35 +1,23 @@
-"""A montage PNG for card.md: full images with their gaze box drawn, next to their crops."""
+"""A montage PNG for card.md: full images with their gaze box drawn, next to their crops.
+
+Each unit draws the tile of a frame of its first episodes while the rows are in memory
+(`row_to_tile_png`, into OUT/_staging/montage/); finalize stacks the tiles.
+"""
 
 from __future__ import annotations
 
 import cv2
 import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 
-from datasets_cards.manifest import Manifest
+from datasets_cards.codecs import decode_image
 from pipelines.io import write_bytes_atomic
 
 MONTAGE_FILE = "montage.png"
 ROW_HEIGHT = 192  # pixels; every image and crop is scaled to this height
 BOX_COLOUR = (0, 220, 0)  # BGR
 GAP = 8  # pixels between tiles
-COLUMNS = ["episode_id", "frame_index", "camera", "target_phrase", "image", "crop", "box"]
-
-
-def sample_rows(out_dir: str, manifest: Manifest, n: int) -> list[dict]:
-    """Up to `n` rows with a crop, spread evenly over the first shards' frames."""
-    rows: list[dict] = []
-    for shard in manifest.shards:
-        with fsspec.open(f"{out_dir}/{shard.path}", "rb") as f:
-            table = pq.read_table(f, columns=COLUMNS)
-        table = table.filter(table.column("crop").is_valid())
-        if table.num_rows:
-            picks = np.unique(np.linspace(0, table.num_rows - 1, min(n, table.num_rows)).round().astype(int))
-            rows.extend(table.take(picks).to_pylist())
-        if len(rows) >= n:
-            break
-    return rows[:n]
+TILES_DIR = "_staging/montage"
 
 
 def _to_height(image: np.ndarray, height: int) -> np.ndarray:
@@ -39,8 +27,8 @@ def _to_height(image: np.ndarray, height: int) -> np.ndarray:
 
 def row_tile(row: dict) -> np.ndarray:
     """One montage row (BGR): the full image with its box and phrase, a gap, the crop."""
-    image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
-    crop = cv2.imdecode(np.frombuffer(row["crop"], np.uint8), cv2.IMREAD_COLOR)
+    image = np.ascontiguousarray(decode_image(row["image"])[..., ::-1])  # the montage is drawn in BGR
+    crop = np.ascontiguousarray(decode_image(row["crop"])[..., ::-1])
     x0, y0, x1, y1 = (int(round(v)) for v in row["box"])
     cv2.rectangle(image, (x0, y0), (x1, y1), BOX_COLOUR, max(1, image.shape[0] // 128))
     image = _to_height(image, ROW_HEIGHT)
@@ -58,12 +46,23 @@ def tiles_to_montage(tiles: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(padded, axis=0)
 
 
-def write_montage(out_dir: str, manifest: Manifest, rows: int) -> str | None:
-    """Write OUT/montage.png from `rows` sampled rows; returns its path relative to OUT (None if no crops)."""
-    picked = sample_rows(out_dir, manifest, rows)
-    if not picked:
+def row_to_tile_png(row: dict) -> bytes:
+    """The montage row of one annotated frame, as PNG (written by the unit while the row is in memory)."""
+    ok, png = cv2.imencode(".png", row_tile(row))
+    if not ok:
+        raise RuntimeError("PNG encoding of a montage tile failed")
+    return png.tobytes()
+
+
+def write_montage(out_dir: str, tiles: list[str]) -> str | None:
+    """Write OUT/montage.png from the units' tiles (paths relative to OUT); returns its path (None if none)."""
+    images = []
+    for relative in tiles:
+        with fsspec.open(f"{out_dir}/{relative}", "rb") as f:
+            images.append(cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR))
+    if not images:
         return None
-    ok, png = cv2.imencode(".png", tiles_to_montage([row_tile(r) for r in picked]))
+    ok, png = cv2.imencode(".png", tiles_to_montage(images))
     if not ok:
         raise RuntimeError("PNG encoding of the montage failed")
     write_bytes_atomic(f"{out_dir}/{MONTAGE_FILE}", png.tobytes())

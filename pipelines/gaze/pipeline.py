@@ -25,7 +25,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import cv2
 import numpy as np
 
 from annotators.detection import Detector, DetectorConfig, make_detector
@@ -41,42 +40,24 @@ from annotators.gaze import (
 )
 from annotators.phrases import PhraseExtractor, TargetPhrases, make_phrase_extractor, to_detector_prompt
 from datasets_cards import Episode, EpisodeError, SourceCard
-from datasets_cards.errors import FrameDecodeError
+from datasets_cards.codecs import decode_image, encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
-from datasets_cards.source import GazeParams
+from datasets_cards.params import with_overrides
 from pipelines.base import Pipeline, register_pipeline
-from pipelines.gaze.montage import write_montage
+from pipelines.gaze.montage import TILES_DIR, row_to_tile_png, write_montage
+from pipelines.io import write_bytes_atomic
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
 DEFAULT_MONTAGE_ROWS = 8
-JPEG_MAGIC = b"\xff\xd8"
-
-
-def params_with_options(params: GazeParams, options: dict[str, Any]) -> GazeParams:
-    """The card's gaze params with run-time overrides for the fields the options name (validated)."""
-    overrides = {k: v for k, v in options.items() if k in GazeParams.model_fields}
-    return GazeParams.model_validate({**params.model_dump(), **overrides})
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise EpisodeError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return buf.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FrameDecodeError(f"undecodable frame ({len(data)} bytes)")
-    return image[..., ::-1]
 
 
 @register_pipeline("gaze")
 class GazePipeline(Pipeline):
+    concurrency_limit = "gpu"  # Grounding DINO: at most the GPUs' worth of units hold the model at once
+
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None):
         super().__init__(source, options)
-        self.params = params_with_options(source.params.gaze, self.options)
+        self.params = with_overrides(source.params.gaze, self.options)
         self.extractor: PhraseExtractor = self._make_extractor()
         # Built here, once per worker: missing weights stop the run before any unit starts.
         self.detector = detector or make_detector(self.params.detector, self.detector_config())
@@ -118,7 +99,7 @@ class GazePipeline(Pipeline):
         seq = episode.frames[camera]
         if seq.encoded is None:
             return seq.load()
-        return np.stack(list(self.pool.map(decode_jpeg, seq.encoded)))
+        return np.stack(list(self.pool.map(decode_image, seq.encoded)))
 
     def track(self, frames: np.ndarray, prompts: list[str], fps: float) -> tuple[GazeTrack, list]:
         """Detect every frame, then make the track consistent within each run of one prompt."""
@@ -167,7 +148,7 @@ class GazePipeline(Pipeline):
             crop_box = box_to_crop_box(box, width, height, margin=p.margin, min_size=p.min_crop, square=p.square)
             crop = encode_jpeg(crop_image(image, crop_box, p.square), p.jpeg_quality)
         # The source's own JPEG is kept as it is (no second lossy pass).
-        image_bytes = encoded[t] if encoded is not None and encoded[t][:2] == JPEG_MAGIC else encode_jpeg(image, p.jpeg_quality)
+        image_bytes = encoded[t] if encoded is not None and is_jpeg(encoded[t]) else encode_jpeg(image, p.jpeg_quality)
         score = track.scores[t]
         return {
             "episode_id": episode.episode_id, "source": episode.source, "frame_index": t, "camera": camera,
@@ -215,6 +196,20 @@ class GazePipeline(Pipeline):
             "top_phrases": dict(phrases.most_common(10)),
             "params": self.params.model_dump(mode="json", exclude={"extra"}),
         }
-        rows = int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
-        stats["montage"] = write_montage(out_dir, manifest, rows) if rows and with_box else None
+        tiles = [t for s in records for t in s.get("montage_tiles", [])][: self.montage_rows]
+        stats["montage"] = write_montage(out_dir, tiles) if tiles else None
         return stats
+
+    @property
+    def montage_rows(self) -> int:
+        return int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
+
+    def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
+        """The montage tile of the first `montage` episodes: their middle frame that has a crop."""
+        with_crop = [r for r in rows if r["crop"] is not None]
+        if index >= self.montage_rows or not with_crop:
+            return {}
+        row = min(with_crop, key=lambda r: abs(r["frame_index"] - episode.num_frames // 2))
+        relative = f"{TILES_DIR}/tile-{index:06d}.png"
+        write_bytes_atomic(f"{out_dir}/{relative}", row_to_tile_png(row))
+        return {"montage_tiles": [relative]}

@@ -7,7 +7,6 @@ sees a half-written shard. A duplicate row key raises: keys must be unique.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import OutputCard
+from datasets_cards.codecs import sha256_file
 
 
 class ShardWriter:
@@ -78,13 +78,10 @@ class ShardWriter:
             self._buffer = []
         self._writer.close()  # type: ignore[union-attr]
         self._stream.close()  # type: ignore[union-attr]
-        digest = hashlib.sha256()
-        with self.fs.open(self._tmp_path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        digest = sha256_file(self._tmp_path, self.fs)
         size = self.fs.size(self._tmp_path)
         self.fs.mv(self._tmp_path, self._fs_path)
-        self.result = (self._rows, int(size), digest.hexdigest())
+        self.result = (self._rows, int(size), digest)
         return self.result
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -100,13 +97,3 @@ class ShardWriter:
                         pass
                 if self.fs.exists(self._tmp_path):
                     self.fs.rm(self._tmp_path)
-
-
-def sha256_of(path: str) -> str:
-    """Checksum of a file on any fsspec filesystem (what the manifest records)."""
-    fs, p = fsspec.core.url_to_fs(path)
-    digest = hashlib.sha256()
-    with fs.open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

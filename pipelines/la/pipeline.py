@@ -4,14 +4,17 @@ annotate (per episode)
     keyframes from the robot state → segments from the configured segmenter
     (kinematic by default; a VLM through an OpenAI-compatible endpoint) →
     kinematic cross-check (`agreement`) → one unverified row per segment.
+episode artifacts (per episode, inside the unit, while its frames are in memory)
+    keyframe plot for the first few episodes, review clips, LA-V clips (`lav`).
 finalize (per run)
-    Table 3 statistics, primitive histogram, token ledger → keyframe plots for a
-    few episodes → LeRobot v2.1 layout (vision-free) and, when asked, LA-V with
-    camera videos re-read from the source.
+    Table 3 statistics, primitive histogram, token ledger, from the shard records.
+steps (per run, each a retried task)
+    lerobot: LeRobot v2.1 layout (vision-free) and, with `lav`, LA-V;
+    review:  push the candidates to Label Studio, or write importable task JSON.
 
-Options (flags, recorded in the manifest): segmenter ("kinematic" | "vlm"),
-lav (bool, write LA-V videos), plots (episodes to plot), vlm (dict of VlmConfig
-fields), vlm_cache (fsspec path of the response cache).
+Options (flags, recorded in the manifest): any LaParams field (segmenter, keyframes, ...)
+overrides the card; lav (bool, write LA-V videos), plots (episodes to plot), review (bool),
+vlm (dict of VlmConfig fields), vlm_cache (fsspec path of the response cache).
 """
 
 from __future__ import annotations
@@ -24,57 +27,65 @@ from typing import Any
 import numpy as np
 
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
-from annotators.segments.base import SegmentationInput, Segmenter
+from annotators.segments.base import SEGMENTERS, SegmentationInput, Segmenter
 from annotators.segments.kinematic import KinematicSegmenter
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.manifest import Manifest
-from pipelines.base import Pipeline, register_pipeline
-from pipelines.la import dataset
+from datasets_cards.params import with_overrides
+from pipelines.base import Pipeline, Step, merge_stats, register_pipeline
+from pipelines.la import export, stats
 from pipelines.la.plots import write_episode_plot
+from pipelines.la.review import push
+from pipelines.la.rows import segments_to_rows
 
 ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no option names one
 DEFAULT_PLOTS = 3  # episodes plotted into OUT/plots/ for card.md
+PLOTS_DIR = "plots"
 # Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
 TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens")
+REMOTE_REVIEW_SKIPPED = "skipped: Label Studio serves clips from a local output folder"
+
+
+def _is_remote(out_dir: str) -> bool:
+    return "://" in out_dir and not out_dir.startswith("file://")
 
 
 @register_pipeline("la")
 class LaPipeline(Pipeline):
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
         super().__init__(source, options)
-        self.params = source.params.la
+        self.params = with_overrides(source.params.la, self.options)
         self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
-        self.segmenter_name = str(self.options.get("segmenter", self.params.segmenter))
+        self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
+        self.review = bool(self.options.get("review", True))
+        self.lav = bool(self.options.get("lav", False))
 
     def _make_segmenter(self, name: str) -> Segmenter:
-        if name == "kinematic":
-            return self.kinematic
-        if name == "vlm":
-            try:
-                from annotators.segments.vlm import VlmSegmenter
-            except ImportError as e:
-                raise ImportError(f"the VLM segmenter is not available: {e}") from e
-            settings = {
-                "vlm_fps": self.params.vlm_fps,
-                "frame_size": tuple(self.params.vlm_frame_size),
-                "min_segment_frames": self.params.min_segment_frames,
-                **self.params.extra.get("vlm", {}),
-                **dict(self.options.get("vlm") or {}),
-            }
-            cache_path = self.options.get("vlm_cache") or os.environ.get(ENV_VLM_CACHE)
-            cache = None
-            if cache_path:
-                import fsspec
+        try:
+            factory = SEGMENTERS.get(name)
+        except ImportError as e:
+            raise ImportError(f"the {name} segmenter is not available: {e}") from e
+        settings = {
+            "vlm_fps": self.params.vlm_fps,
+            "frame_size": tuple(self.params.vlm_frame_size),
+            "min_segment_frames": self.params.min_segment_frames,
+            **self.params.extra.get(name, {}),
+            **dict(self.options.get(name) or {}),
+        }
+        cache_path = self.options.get(f"{name}_cache") or (os.environ.get(ENV_VLM_CACHE) if name == "vlm" else None)
+        cache = None
+        if cache_path:
+            import fsspec
 
-                cache = fsspec.get_mapper(str(cache_path), create=True)
-            return VlmSegmenter.from_env(self.kinematic, cache=cache, **settings)
-        raise ValueError(f"unknown segmenter {name!r}; choose 'kinematic' or 'vlm'")
+            cache = fsspec.get_mapper(str(cache_path), create=True)
+        return factory(self.kinematic, cache=cache, **settings)
 
+    # -- annotate ----------------------------------------------------------------------------------
     def segmentation_input(self, episode: Episode) -> tuple[SegmentationInput, list]:
         keyframes = episode_to_keyframes(episode.arm_state, episode.gripper, episode.fps, self.params.keyframes)
         frames = {}
-        if self.segmenter_name != "kinematic":  # only the VLM looks at pixels (decoded lazily)
+        if self.segmenter is not self.kinematic:  # only the VLM looks at pixels (decoded lazily)
             views = {name: spec.view for name, spec in self.source.cameras.items()}
             frames = {name: (views.get(name, name), seq) for name, seq in episode.frames.items()}
         item = SegmentationInput(
@@ -115,10 +126,31 @@ class LaPipeline(Pipeline):
     def _rows(self, episode: Episode, item: SegmentationInput, keyframes: list, segments: list) -> list[dict[str, Any]]:
         kinematic = segments if self.segmenter is self.kinematic else self.kinematic.segment(item)
         location = str(episode.metadata.get("source_location") or self.source.resolve_location())
-        return dataset.segments_to_rows(episode, self.source, segments, kinematic, keyframes, location)
+        return segments_to_rows(episode, self.source, segments, kinematic, keyframes, location)
+
+    # -- inside the unit ---------------------------------------------------------------------------
+    def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
+        """Keyframe plot (first `plots` episodes), review clips and LA-V clips, from the frames in memory."""
+        made: dict[str, Any] = {}
+        if index < int(self.options.get("plots", DEFAULT_PLOTS)) and rows:
+            made["plots"] = [self.write_plot(out_dir, episode, rows, index)]
+        if self.review and not _is_remote(out_dir) and rows:
+            made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, push.review_cameras(self.source))
+        if self.lav and rows:
+            made["lav_clips"] = export.stage_lav_videos(out_dir, episode, rows)
+        return made
+
+    def write_plot(self, out_dir: str, episode: Episode, rows: list[dict[str, Any]], index: int) -> str:
+        state = np.asarray(episode.arm_state, dtype=np.float64)
+        gripper = np.asarray(episode.gripper, dtype=np.float64)
+        keyframes = episode_to_keyframes(state, gripper, episode.fps, self.params.keyframes)
+        relative = f"{PLOTS_DIR}/episode-{index:03d}.png"
+        write_episode_plot(f"{out_dir}/{relative}", episode.episode_id, state, gripper, episode.fps,
+                           self.params.keyframes, keyframes, [(r["start"], r["end"], r["subaction"]) for r in rows])
+        return relative
 
     def unit_stats(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        stats: dict[str, Any] = {"candidates": len(rows), "candidate_frames": sum(r["end"] - r["start"] for r in rows)}
+        counts: dict[str, Any] = stats.rows_to_counts(rows)
         ledger = getattr(self.segmenter, "ledger", None)
         if ledger is not None:
             totals = dict.fromkeys(TOKEN_COUNTS, 0)
@@ -130,54 +162,52 @@ class LaPipeline(Pipeline):
                 # what the episode's answers cost, whether paid now or replayed from the cache
                 by_episode[episode_id] = [spent.input_tokens + spent.cached_input_tokens,
                                           spent.output_tokens + spent.cached_output_tokens]
-            stats["tokens"] = {**totals, "by_episode": by_episode}
-        return stats
+            counts["tokens"] = {**totals, "by_episode": by_episode}
+        return counts
 
+    # -- after the units -----------------------------------------------------------------------------
     def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
-        table = dataset.read_shards(out_dir, manifest)
-        stats = dataset.table_to_stats(table)
-        stats["segmenter"] = self.segmenter_name
-        tokens = [s.stats["tokens"] for s in manifest.shards if "tokens" in s.stats]
+        records = [s.stats for s in sorted(manifest.shards, key=lambda s: s.path)]
+        summed: dict[str, Any] = {}
+        for record in records:
+            summed = _merge_counts(summed, record)
+        result = stats.counts_to_stats(summed)
+        result["segmenter"] = self.segmenter_name
+        tokens = [r["tokens"] for r in records if "tokens" in r]
         if tokens:
             per_episode = np.array([v for t in tokens for v in t.get("by_episode", {}).values()], dtype=float)
-            stats["tokens"] = {name: sum(t.get(name, 0) for t in tokens) for name in TOKEN_COUNTS}
+            result["tokens"] = {name: sum(t.get(name, 0) for t in tokens) for name in TOKEN_COUNTS}
             if per_episode.size:
-                stats["tokens"].update(episodes=len(per_episode),
-                                       input_per_episode=round(float(per_episode[:, 0].mean()), 1),
-                                       output_per_episode=round(float(per_episode[:, 1].mean()), 1))
-        stats["plots"] = self.write_plots(out_dir, table)
-        stats["lerobot"] = self.write_lerobot(out_dir, manifest, table)
-        if self.options.get("review", True):
-            stats["review"] = self.send_to_review(out_dir, manifest)
-        return stats
+                result["tokens"].update(episodes=len(per_episode),
+                                        input_per_episode=round(float(per_episode[:, 0].mean()), 1),
+                                        output_per_episode=round(float(per_episode[:, 1].mean()), 1))
+        result["plots"] = [p for r in records for p in r.get("plots", [])]
+        return result
+
+    def steps(self) -> list[Step]:
+        steps = [Step("lerobot", self.write_lerobot)]
+        if self.review:
+            steps.append(Step("review", self.send_to_review, on_failure=self.review_failed))
+        return steps
+
+    def write_lerobot(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
+        return export.write_layouts(out_dir, manifest, self.source, lav=self.lav)
 
     def send_to_review(self, out_dir: str, manifest: Manifest) -> str:
         """Push candidates to Label Studio when LABEL_STUDIO_URL is set, else write importable task JSON."""
-        from pipelines.review.push import push_or_export
-
-        if "://" in out_dir and not out_dir.startswith("file://"):
-            return "skipped: Label Studio serves clips from a local output folder"
-        result = push_or_export(out_dir, card=self.source, location=manifest.source_location)
+        if _is_remote(out_dir):
+            return REMOTE_REVIEW_SKIPPED
+        result = push.deliver(out_dir, card=self.source)
         print(result.summary())
         return result.summary()
 
-    def write_plots(self, out_dir: str, table) -> list[str]:
-        """Keyframe plots of the first few source episodes (rebuilt from the contiguous segments)."""
-        wanted = int(self.options.get("plots", DEFAULT_PLOTS))
-        episode_ids = list(dict.fromkeys(table.column("source_episode_id").to_pylist()))[:wanted]
-        paths = []
-        for i, episode_id in enumerate(episode_ids):
-            rows = table.filter(table.column("source_episode_id").to_numpy(zero_copy_only=False) == episode_id)
-            rows = sorted(rows.to_pylist(), key=lambda r: r["start"])
-            state = np.concatenate([np.asarray(r["state"], dtype=np.float64) for r in rows])
-            gripper = np.concatenate([np.asarray(r["gripper"], dtype=np.float64) for r in rows])
-            fps = float(rows[0]["fps"])
-            keyframes = episode_to_keyframes(state, gripper, fps, self.params.keyframes)
-            relative = f"{dataset.PLOTS_DIR}/episode-{i:03d}.png"
-            write_episode_plot(f"{out_dir}/{relative}", episode_id, state, gripper, fps, self.params.keyframes,
-                               keyframes, [(r["start"], r["end"], r["subaction"]) for r in rows])
-            paths.append(relative)
-        return paths
+    def review_failed(self, out_dir: str, manifest: Manifest, error: Exception) -> str:
+        """Every push failed: the task JSON is written instead, and the summary says how to retry."""
+        result = push.export_after_failure(out_dir, error, card=self.source)
+        print(result.summary())
+        return result.summary()
 
-    def write_lerobot(self, out_dir: str, manifest: Manifest, table) -> dict[str, Any]:
-        return dataset.write_layouts(out_dir, manifest, table, self.source, lav=bool(self.options.get("lav", False)))
+
+def _merge_counts(total: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Sum the additive la counts of shard records (plots, tokens and other keys are handled apart)."""
+    return merge_stats(total, {k: v for k, v in record.items() if k in stats.COUNT_KEYS})

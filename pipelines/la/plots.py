@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from annotators.keyframes import STATIC, Keyframe, arm_state_to_motion, motion_to_trace
-from datasets_cards.source import KeyframeParams
+from datasets_cards.params.la import KeyframeParams
 from pipelines.io import write_bytes_atomic
 
 KEYFRAME_COLORS = {STATIC: "tab:blue", "gripper_close": "tab:red", "gripper_open": "tab:green"}

@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 
 from pipelines.io import write_bytes_atomic
-from pipelines.lerobot.video import VideoEncoder
+from pipelines.io.video import VideoEncoder
 
 CLIP_CODEC = "libx264"  # what every browser plays inside Label Studio's <Video>
 

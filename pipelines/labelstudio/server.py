@@ -159,7 +159,7 @@ class LabelStudioServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.review.server`: run Label Studio in the foreground until Ctrl-C (`make labelstudio`)."""
+    """`python -m pipelines.labelstudio.server`: run Label Studio in the foreground until Ctrl-C (`make labelstudio`)."""
     import argparse
 
     defaults = LabelStudioServer(data_dir=Path(), document_root=Path())

@@ -1,6 +1,6 @@
 """HDF5 sources → canonical Episodes.
 
-`card.reader_options["layout"]` names the file layout, looked up in `_LAYOUTS`:
+`card.reader_options["layout"]` names the file layout, looked up in `LAYOUTS`:
 - "robomimic": LIBERO's original release; each *.hdf5 holds data/demo_N groups
   with obs/<camera> uint8 T×H×W×3, obs/<state keys>, actions, and the task in
   data.attrs (e.g. problem_info JSON). Option `flip_images` rotates frames by
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -28,9 +28,10 @@ import h5py
 import numpy as np
 
 from datasets_cards import Episode, EpisodeError, FrameSequence
-from pipelines.lerobot.video import decode_segment
+from datasets_cards.registry import Registry
+from pipelines.io.video import decode_segment
 from pipelines.quarantine import Quarantined
-from pipelines.readers import SourceReader, register_reader
+from pipelines.formats.base import SourceReader, register_reader
 
 ATTRS_PREFIX = "attrs/"
 
@@ -119,15 +120,8 @@ class _Layout(ABC):
         )
 
 
-_LAYOUTS: dict[str, type[_Layout]] = {}
-
-
-def _register_layout(name: str) -> Callable[[type[_Layout]], type[_Layout]]:
-    def wrap(cls: type[_Layout]) -> type[_Layout]:
-        _LAYOUTS[name] = cls
-        return cls
-
-    return wrap
+# reader_options.layout → the _Layout subclass that maps those files onto episodes
+LAYOUTS: Registry[type[_Layout]] = Registry("HDF5 layout")
 
 
 def _demo_number(name: str) -> tuple[int, str]:
@@ -135,7 +129,7 @@ def _demo_number(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, name)
 
 
-@_register_layout("robomimic")
+@LAYOUTS.register("robomimic")
 class _Robomimic(_Layout):
     attrs_at_root = False  # LIBERO/robomimic keep problem_info on the `data` group
 
@@ -166,7 +160,7 @@ class _Robomimic(_Layout):
         return np.ascontiguousarray(images[:, ::-1, ::-1]) if flip else images
 
 
-@_register_layout("egodex")
+@LAYOUTS.register("egodex")
 class _EgoDex(_Layout):
     def __init__(self, reader: Hdf5Reader):
         super().__init__(reader)
@@ -215,13 +209,13 @@ class Hdf5Reader(SourceReader):
     def __init__(self, card, location: str | None = None):
         super().__init__(card, location)
         name = card.reader_options.get("layout")
-        if name not in _LAYOUTS:
+        if name not in LAYOUTS:
             raise ValueError(f"source card {card.name!r}: reader_options.layout is {name!r}; "
-                             f"known HDF5 layouts: {sorted(_LAYOUTS)}")
+                             f"known HDF5 layouts: {', '.join(LAYOUTS.names())}")
         self.fs, self.root = fsspec.core.url_to_fs(self.location)
         if not self.fs.exists(self.root):
             raise FileNotFoundError(f"HDF5 source {card.name!r}: {self.location} does not exist")
-        self.layout = _LAYOUTS[name](self)
+        self.layout = LAYOUTS.get(name)(self)
         self._refs: list[_Ref] | None = None
 
     def files(self, suffix: str) -> list[str]:

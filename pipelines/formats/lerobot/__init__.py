@@ -1,6 +1,4 @@
-"""LeRobot dataset layouts: write (v2.1, v3.0) and validate (v2.1). The reader is pipelines.readers.lerobot."""
+"""LeRobot datasets (v2.0, v2.1, v3.0): reader, writers (v2.1, v3.0) and the v2.1 validator.
 
-from pipelines.lerobot.validate import validate_lerobot_v21
-from pipelines.lerobot.writer import LeRobotEpisode, write_lerobot_v21, write_lerobot_v30
-
-__all__ = ["LeRobotEpisode", "validate_lerobot_v21", "write_lerobot_v21", "write_lerobot_v30"]
+Importing this package is cheap; import the submodules for the reader and writers.
+"""

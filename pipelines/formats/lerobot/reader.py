@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import Episode, EpisodeError, FrameSequence
-from pipelines.lerobot import layout
-from pipelines.lerobot.video import decode_segment
+from datasets_cards.registry import Registry
+from pipelines.formats.lerobot import layout
+from pipelines.io.video import decode_segment
 from pipelines.quarantine import Quarantined
-from pipelines.readers import SourceReader, register_reader
+from pipelines.formats.base import SourceReader, register_reader
 
 TASK_INSTRUCTION_KEY = "task"  # instruction_key meaning "the episode's task string via task_index"
 
@@ -86,7 +87,10 @@ def _index_v30(fs, root: str, info: dict) -> _Index:
     return _Index(refs, tasks)
 
 
-_LAYOUTS: dict[str, Callable[..., _Index]] = {layout.V20: _index_v21, layout.V21: _index_v21, layout.V30: _index_v30}
+# codebase_version → the function that indexes that layout's metadata
+VERSIONS: Registry[Callable[..., _Index]] = Registry("LeRobot layout version")
+for _version, _index in ((layout.V20, _index_v21), (layout.V21, _index_v21), (layout.V30, _index_v30)):
+    VERSIONS.add(_version, _index)
 
 
 def _column_to_array(table: pa.Table, key: str, shape: list[int]) -> np.ndarray:
@@ -116,10 +120,10 @@ class LeRobotReader(SourceReader):
         with self.fs.open(info_path, "rb") as f:
             self.info = json.loads(f.read())
         self.version = self.info.get("codebase_version")
-        if self.version not in _LAYOUTS:
+        if self.version not in VERSIONS:
             raise ValueError(
                 f"LeRobot dataset {self.location} has codebase_version {self.version!r}; "
-                f"supported versions: {', '.join(sorted(_LAYOUTS))}. Convert it with LeRobot's "
+                f"supported versions: {', '.join(VERSIONS.names())}. Convert it with LeRobot's "
                 f"conversion scripts (lerobot.datasets.v30.convert_dataset_v21_to_v30)."
             )
         self.features: dict[str, dict] = self.info["features"]
@@ -145,7 +149,7 @@ class LeRobotReader(SourceReader):
 
     def _episodes(self) -> _Index:
         if self._index is None:
-            self._index = _LAYOUTS[self.version](self.fs, self.root, self.info)
+            self._index = VERSIONS.get(self.version)(self.fs, self.root, self.info)
         return self._index
 
     def num_episodes(self) -> int:

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.lerobot import layout
-from pipelines.lerobot.video import count_frames
+from pipelines.formats.lerobot import layout
+from pipelines.io.video import count_frames
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.lerobot import layout
-from pipelines.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats, stats_to_json
-from pipelines.lerobot.video import CODEC_NAMES, PIX_FMT, VideoEncoder, pick_video_codec
+from pipelines.formats.lerobot import layout
+from pipelines.formats.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats, stats_to_json
+from pipelines.io.video import CODEC_NAMES, PIX_FMT, VideoEncoder, pick_video_codec
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """A camera's frames already encoded as an MP4 (local file) with LeRobot's statistics of those frames.
+
+    Lets a writer take clips encoded earlier, while the frames were in memory, instead of pixels;
+    they must use the layout's codec and pixel format (pipelines.io.video.VideoEncoder).
+    """
+
+    path: str
+    length: int
+    shape: tuple[int, int, int]  # H, W, 3
+    stats: dict[str, np.ndarray]  # frames_to_stats of the frames it holds
+
+    def __len__(self) -> int:
+        return self.length
 
 
 @dataclass
@@ -28,15 +46,17 @@ class LeRobotEpisode:
     """One episode to write: its task, per-frame feature arrays and camera frames.
 
     `data` maps every non-camera feature key to a T × shape array; `frames` maps
-    every camera feature (dtype "video" or "image") to uint8 T×H×W×3 frames.
+    every camera feature (dtype "video" or "image") to uint8 T×H×W×3 frames;
+    `videos` maps video features to clips already encoded (v2.1 only).
     """
 
     task: str
     data: dict[str, np.ndarray]
     frames: dict[str, np.ndarray] = field(default_factory=dict)
+    videos: dict[str, EncodedVideo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        lengths = {key: len(v) for key, v in {**self.data, **self.frames}.items()}
+        lengths = {key: len(v) for key, v in {**self.data, **self.frames, **self.videos}.items()}
         if not lengths or min(lengths.values()) == 0:
             raise ValueError(f"episode needs at least one frame in some feature, got lengths {lengths}")
         if len(set(lengths.values())) != 1:
@@ -47,7 +67,7 @@ class LeRobotEpisode:
 
     @property
     def length(self) -> int:
-        return len(next(iter({**self.data, **self.frames}.values())))
+        return len(next(iter({**self.data, **self.frames, **self.videos}.values())))
 
 
 def _arrow_type(dtype: str, shape: list[int]) -> pa.DataType:
@@ -127,14 +147,18 @@ class _Features:
                 raise ValueError(
                     f"episode {episode_index} feature {key!r} has shape {got}, expected {(t, *spec['shape'])}")
         for key in self.camera_keys:
-            if key not in episode.frames:
+            if key in episode.videos and key in self.video_keys:
+                shape = (episode.videos[key].length, *episode.videos[key].shape)
+            elif key in episode.frames:
+                shape = episode.frames[key].shape
+            else:
                 raise ValueError(f"episode {episode_index} lacks camera {key!r}")
-            if episode.frames[key].shape != (t, *self.features[key]["shape"]):
+            if shape != (t, *self.features[key]["shape"]):
                 raise ValueError(
-                    f"episode {episode_index} camera {key!r} has shape {episode.frames[key].shape}, "
-                    f"expected {(t, *self.features[key]['shape'])}"
+                    f"episode {episode_index} camera {key!r} has shape {shape}, expected {(t, *self.features[key]['shape'])}"
                 )
-        unknown = set(episode.data) - set(self.data_keys) | set(episode.frames) - set(self.camera_keys)
+        unknown = (set(episode.data) - set(self.data_keys) | set(episode.frames) - set(self.camera_keys)
+                   | set(episode.videos) - set(self.video_keys))
         if unknown:
             raise ValueError(f"episode {episode_index} has undeclared features {sorted(unknown)}")
 
@@ -166,7 +190,9 @@ class _Features:
         for key, spec in self.features.items():
             if spec["dtype"] == "string":
                 continue
-            if key in self.camera_keys:
+            if key in episode.videos:
+                out[key] = dict(episode.videos[key].stats)
+            elif key in self.camera_keys:
                 out[key] = frames_to_stats(episode.frames[key])
             elif key in episode.data:
                 values = np.asarray(episode.data[key]).reshape(episode.length, *spec["shape"])
@@ -246,6 +272,9 @@ def write_lerobot_v21(
             for key in spec.video_keys:
                 video_path = root / layout.V21_VIDEO_PATH.format(episode_chunk=chunk, video_key=key, episode_index=i)
                 video_path.parent.mkdir(parents=True, exist_ok=True)
+                if key in episode.videos:  # encoded earlier with the same settings: copied as it is
+                    shutil.copyfile(episode.videos[key].path, video_path)
+                    continue
                 height, width, _ = spec.features[key]["shape"]
                 with VideoEncoder(str(video_path), fps=fps, height=height, width=width, codec=spec.codec) as enc:
                     enc.write(episode.frames[key])
@@ -331,6 +360,8 @@ def write_lerobot_v30(
     n_frames = 0
     try:
         for i, episode in enumerate(episodes):
+            if episode.videos:
+                raise ValueError("v3.0 concatenates videos and needs the frames; encoded clips are for v2.1")
             spec.check(episode, i)
             table = spec.table(episode, i, n_frames, tasks(episode.task))
             where = files.open_for(i)

@@ -1,4 +1,4 @@
-"""RLDS (TFDS) support: the published step schemas, a dataset writer, synthetic fixtures.
+"""RLDS (TFDS): reader, dataset writer and the export of finished outputs.
 
 Importing this package is cheap; the submodules import TensorFlow.
 """

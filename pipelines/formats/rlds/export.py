@@ -29,7 +29,7 @@ empty lists, "" / b"", a 1×1 black JPEG for images) and
 `step["is_null"][column]` says whether the value was null. Whether a binary
 column holds images is decided from its first non-null value.
 
-The dataset is written with `pipelines.rlds.writer.write_rlds` (standard
+The dataset is written with `pipelines.formats.rlds.writer.write_rlds` (standard
 TFRecord shards + dataset_info.json + features.json) to
 `dest/<pipeline>_<source>/<card version>/`, which
 `tfds.builder_from_directory(...)` and Open X-Embodiment loaders read.
@@ -49,15 +49,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import OutputCard, load_output_card
-from datasets_cards.constants import MANIFEST_FILE
 from datasets_cards.manifest import Manifest
-from pipelines.rlds.tf_setup import quiet_tensorflow
+from pipelines.formats.base import EXPORTERS
+from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 
 quiet_tensorflow()
 
 import tensorflow_datasets as tfds  # noqa: E402
 
-from pipelines.rlds.writer import write_rlds  # noqa: E402
+from pipelines.formats.rlds.writer import write_rlds  # noqa: E402
 
 GROUP_COLUMNS = ("source_episode_id", "episode_id")  # first one the card has groups the rows
 IMAGE_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png"}
@@ -65,11 +65,12 @@ NULL_FLAGS = "is_null"
 RLDS_FLAGS = ("is_first", "is_last", "is_terminal")
 
 
+@EXPORTERS.register("rlds")
 def export_rlds(output_dir: str, dest: str) -> Path:
     """Write the output folder `output_dir` as an RLDS dataset under `dest`; return its directory."""
     manifest = _load_manifest(output_dir)
     card = load_output_card(manifest.pipeline)
-    shards = [f"{output_dir.rstrip('/')}/{s.path}" for s in sorted(manifest.shards, key=lambda s: s.path)]
+    shards = [f"{output_dir.rstrip('/')}/{s.path}" for s in manifest.current_shards]
     group = next((c for c in GROUP_COLUMNS if c in {col.name for col in card.columns}), None)
     if group is None:
         raise ValueError(f"output card {card.name!r} has none of the columns {GROUP_COLUMNS} to group episodes by")
@@ -94,11 +95,7 @@ def export_rlds(output_dir: str, dest: str) -> Path:
 
 
 def _load_manifest(output_dir: str) -> Manifest:
-    fs, path = fsspec.core.url_to_fs(f"{output_dir.rstrip('/')}/{MANIFEST_FILE}")
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{output_dir} has no {MANIFEST_FILE}: not an output folder of the annotate flow")
-    with fs.open(path, "rb") as f:
-        manifest = Manifest.from_json(f.read().decode())
+    manifest = Manifest.load(output_dir)
     if not manifest.complete:
         raise ValueError(f"{output_dir} is not finished (manifest complete=false); re-run the flow to complete it first")
     return manifest

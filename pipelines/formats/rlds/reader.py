@@ -30,8 +30,8 @@ import numpy as np
 
 from datasets_cards import Episode, EpisodeError, FrameSequence, SourceCard
 from pipelines.quarantine import Quarantined
-from pipelines.readers import SourceReader, register_reader
-from pipelines.rlds.tf_setup import quiet_tensorflow
+from pipelines.formats.base import SourceReader, register_reader
+from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 
 quiet_tensorflow()
 

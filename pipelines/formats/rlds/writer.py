@@ -2,8 +2,8 @@
 
 Usage::
 
-    from pipelines.rlds.schemas import rlds_schema
-    from pipelines.rlds.writer import write_rlds
+    from pipelines.sample.generator.rlds_schemas import rlds_schema
+    from pipelines.formats.rlds.writer import write_rlds
 
     schema = rlds_schema("droid")                   # or ("droid", image_size=(36, 64))
     path = write_rlds(
@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.rlds.tf_setup import quiet_tensorflow
+from datasets_cards.codecs import encode_image
+from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -185,14 +186,7 @@ def _encode_images(value: Any, feature: Any, jpeg_quality: int) -> Any:
 
 
 def _encode_array(image: np.ndarray, feature: tfds.features.Image, jpeg_quality: int) -> bytes:
-    import cv2
-
     expected = tuple(feature.shape)
     if image.dtype != np.uint8 or image.shape != expected:
         raise ValueError(f"image has shape {image.shape} and dtype {image.dtype}, expected {expected} uint8")
-    fmt = feature.encoding_format or "png"
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpeg" else []
-    ok, buffer = cv2.imencode(f".{'jpg' if fmt == 'jpeg' else fmt}", image[..., ::-1], params)
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {image.shape} image as {fmt}")
-    return buffer.tobytes()
+    return encode_image(image, feature.encoding_format or "png", jpeg_quality)

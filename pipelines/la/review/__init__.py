@@ -4,12 +4,12 @@ push:   candidates → one Label Studio project per run (clips, proposals as pre
         or Label Studio-importable JSON when no server is configured;
 pull:   annotations → per-segment verdicts, Krippendorff's alpha, retention;
 server: start/stop a local server from its own virtualenv (.venv-labelstudio);
-        `python -m pipelines.review.server` runs one in the foreground (`make labelstudio`).
+        `python -m pipelines.labelstudio.server` runs one in the foreground (`make labelstudio`).
 """
 
-from pipelines.review.client import LabelStudioClient, LabelStudioError, settings_from_env
-from pipelines.review.pull import VERDICT_SCHEMA, verdicts_from_export
-from pipelines.review.push import PushResult, export_tasks_json, push_candidates, push_or_export
+from pipelines.labelstudio.client import LabelStudioClient, LabelStudioError, settings_from_env
+from pipelines.la.review.pull import VERDICT_SCHEMA, verdicts_from_export
+from pipelines.la.review.push import PushResult, export_tasks_json, push_candidates, push_or_export
 
 __all__ = [
     "VERDICT_SCHEMA", "LabelStudioClient", "LabelStudioError", "PushResult",

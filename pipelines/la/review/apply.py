@@ -1,10 +1,11 @@
 """Apply human verdicts (LA4VLA Appendix 7.6) to an la output folder.
 
-Phases: keep the candidates (first call copies the shards to candidates/, later calls
-read from there, so verdicts can be re-applied as more annotations arrive) → join the
-verdicts on (source_episode_id, segment_index) → keep segments whose mean quality ≥
-params.la.quality_keep, mark them verified with their scores and corrections → rewrite
-the shards, manifest, card.md and LeRobot layouts from the verified set.
+Phases: read the candidates (the annotate run's shards, never rewritten, so verdicts can
+be re-applied as more annotations arrive) → join the verdicts on (source_episode_id,
+segment_index) → keep segments whose mean quality ≥ params.la.quality_keep, mark them
+verified with their scores and corrections → write them as a new manifest generation
+(verified/<n>/, committed by saving the manifest) → `publish`: LeRobot layouts and
+card.md from the generation in force.
 
 Corrected boundaries re-cut the segment from its episode: the candidates of one episode
 cover it without gaps, so their trajectories joined are the whole episode. A correction
@@ -23,16 +24,18 @@ import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
 from datasets_cards import load_output_card, load_source_card
-from datasets_cards.constants import CARD_FILE, MANIFEST_FILE
-from datasets_cards.manifest import Manifest
-from datasets_cards.source import LaParams
+from datasets_cards.constants import CARD_FILE
+from datasets_cards.manifest import Generation, Manifest, now
+from datasets_cards.params.la import LaParams
+from pipelines.base import merge_stats
 from pipelines.card import render_card
-from pipelines.io import ShardWriter, read_text, write_text_atomic
-from pipelines.la import dataset
+from pipelines.io import ShardWriter, write_text_atomic
+from pipelines.la import export
+from pipelines.la.stats import counts_to_stats, rows_to_counts
 
-CANDIDATES_DIR = "candidates"  # the unverified shards, kept so verdicts can be applied again
+VERIFIED_DIR = "verified"  # verified/<generation>/shard-*.parquet, beside the candidates in shards/
 
-# The verdicts of human review, one row per reviewed segment (pipelines/review/pull.py writes them).
+# The verdicts of human review, one row per reviewed segment (pipelines/la/review/pull.py writes them).
 VERDICT_SCHEMA = pa.schema([
     pa.field("source_episode_id", pa.string(), nullable=False),
     pa.field("segment_index", pa.int32(), nullable=False),
@@ -63,19 +66,15 @@ def _check_verdicts(verdicts: pa.Table) -> pa.Table:
     return verdicts
 
 
-def _snapshot_candidates(out_dir: str, manifest: Manifest) -> None:
-    """Copy the annotate run's shards to candidates/ once (later calls start from them)."""
-    fs, root = fsspec.core.url_to_fs(out_dir)
-    if fs.exists(f"{root}/{CANDIDATES_DIR}"):
-        return
-    fs.makedirs(f"{root}/{CANDIDATES_DIR}", exist_ok=True)
-    for shard in manifest.shards:
-        fs.copy(f"{root}/{shard.path}", f"{root}/{CANDIDATES_DIR}/{shard.path.rsplit('/', 1)[-1]}")
+def _remove_dir(path: str) -> None:
+    fs, root = fsspec.core.url_to_fs(path)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
 
 
-def _candidate_shard(out_dir: str, shard_path: str) -> pa.Table:
-    with fsspec.open(f"{out_dir}/{CANDIDATES_DIR}/{shard_path.rsplit('/', 1)[-1]}", "rb") as f:
-        return pq.read_table(f)
+def _read_shard(out_dir: str, shard_path: str) -> list[dict[str, Any]]:
+    with fsspec.open(f"{out_dir}/{shard_path}", "rb") as f:
+        return pq.read_table(f).to_pylist()
 
 
 def episode_trajectories(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -134,31 +133,37 @@ def _apply(rows: list[dict[str, Any]], verdicts: dict[tuple, dict], keep: float)
 
 
 def apply_verdicts(out_dir: str, verdicts: pa.Table) -> dict[str, Any]:
-    """Rewrite OUT/la/<source>/ with the verified segments. Returns verification statistics."""
+    """Write the verified segments of OUT/la/<source>/ as a new generation and commit it. Returns verification stats.
+
+    The candidates (the annotate run's shards) are read, never rewritten: the verified shards go to
+    verified/<generation>/, and saving the manifest makes them current. A review killed before that
+    leaves the previous generation in force; its half-written folder is removed by the next one.
+    """
     out_dir = out_dir.rstrip("/")
-    text = read_text(f"{out_dir}/{MANIFEST_FILE}")
-    if text is None:
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {out_dir}: run `make annotate` first")
-    manifest = Manifest.from_json(text)
+    manifest = Manifest.load(out_dir)
     if manifest.pipeline != "la":
         raise ValueError(f"{out_dir} holds the {manifest.pipeline!r} dataset, not 'la'")
     params = LaParams.model_validate(manifest.config.get("params") or {})
     verdicts = _check_verdicts(verdicts)
     by_key = {(v["source_episode_id"], v["segment_index"]): v for v in verdicts.to_pylist()}
     card = load_output_card("la")
-    _snapshot_candidates(out_dir, manifest)
+    number = manifest.generation + 1
+    folder = f"{VERIFIED_DIR}/{number:04d}"
+    _remove_dir(f"{out_dir}/{folder}")
 
     candidates = kept = 0
     shards = []
+    counts: dict[str, Any] = {}
     for shard in sorted(manifest.shards, key=lambda s: s.path):
-        rows = _candidate_shard(out_dir, shard.path).to_pylist()
+        rows = _read_shard(out_dir, shard.path)
         verified = _apply(rows, by_key, params.quality_keep)
-        with ShardWriter(card, f"{out_dir}/{shard.path}") as writer:
+        path = f"{folder}/{shard.path.rsplit('/', 1)[-1]}"
+        with ShardWriter(card, f"{out_dir}/{path}") as writer:
             writer.write_rows(verified)
         n_rows, n_bytes, sha = writer.result  # type: ignore[misc]
-        shards.append(shard.model_copy(update={"rows": n_rows, "bytes": n_bytes, "sha256": sha}))
+        shards.append(shard.model_copy(update={"path": path, "rows": n_rows, "bytes": n_bytes, "sha256": sha}))
+        counts = merge_stats(counts, rows_to_counts(verified))
         candidates, kept = candidates + len(rows), kept + len(verified)
-    manifest.shards = shards
 
     qualities = np.array([v["quality"] for v in by_key.values() if v["quality"] is not None], dtype=np.float64)
     confidences = np.array([v["confidence"] for v in by_key.values() if v["confidence"] is not None], dtype=np.float64)
@@ -175,17 +180,28 @@ def apply_verdicts(out_dir: str, verdicts: pa.Table) -> dict[str, Any]:
         "corrected_instructions": sum(1 for v in by_key.values() if v["corrected_instruction"]),
         "corrected_boundaries": sum(1 for v in by_key.values()
                                     if v["corrected_start"] is not None or v["corrected_end"] is not None),
+        "generation": number,
     }
-    table = dataset.read_shards(out_dir, manifest)
-    stats = dataset.table_to_stats(table)
+    stats = counts_to_stats(counts)
     stats["table3"]["candidates"] = manifest.stats.get("table3", {}).get("candidates", stats["table3"]["candidates"])
     stats["table3"]["source"] = manifest.stats.get("table3", {}).get("source", stats["table3"]["source"])
     stats["candidate_primitives"] = manifest.stats.get("candidate_primitives", manifest.stats.get("primitives", {}))
+    previous = manifest.verified
+    manifest.verified = Generation(number=number, created=now(), shards=shards)
     manifest.stats = {**manifest.stats, **stats, "verification": verification}
+    manifest.save(out_dir)  # the commit point
+    if previous is not None:
+        _remove_dir(f"{out_dir}/{VERIFIED_DIR}/{previous.number:04d}")
+    return verification
 
+
+def publish(out_dir: str) -> dict[str, Any]:
+    """LeRobot layouts and card.md from the generation in force (idempotent; the review flow retries it)."""
+    out_dir = out_dir.rstrip("/")
+    manifest = Manifest.load(out_dir)
     source = load_source_card(manifest.source)
     lav = bool((manifest.config.get("options") or {}).get("lav", False))
-    manifest.stats["lerobot"] = dataset.write_layouts(out_dir, manifest, table, source, lav=lav)
-    write_text_atomic(f"{out_dir}/{MANIFEST_FILE}", manifest.to_json())
-    write_text_atomic(f"{out_dir}/{CARD_FILE}", render_card(card, manifest, source))
-    return verification
+    manifest.stats = {**manifest.stats, "lerobot": export.write_layouts(out_dir, manifest, source, lav=lav)}
+    manifest.save(out_dir)
+    write_text_atomic(f"{out_dir}/{CARD_FILE}", render_card(load_output_card("la"), manifest, source))
+    return manifest.stats["lerobot"]

@@ -5,8 +5,10 @@ Phases:
 2. fetch    export every task of the project with its annotations;
 3. score    per-task mean quality / confidence, corrections, Krippendorff's alpha,
             retention; saved under OUT/la/<source>/review/ with the raw export;
-4. apply    rewrite the dataset with the kept segments (pipelines.la.verification);
-5. report   merge the agreement numbers into the manifest and re-render card.md.
+4. apply    write the kept segments as a new manifest generation beside the candidates
+            (pipelines.la.review.apply; the candidates are never rewritten);
+5. publish  LeRobot layouts and card.md from the new generation (retried);
+6. report   merge the agreement numbers into the manifest and re-render card.md.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from datasets_cards import load_output_card, load_source_card
-from datasets_cards.constants import CARD_FILE, MANIFEST_FILE, REVIEW_DIR, output_dir
+from datasets_cards.constants import CARD_FILE, REVIEW_DIR, output_dir
 from datasets_cards.manifest import Manifest
 from pipelines.card import render_card, stats_table
 from pipelines.io import read_text, write_text_atomic
-from pipelines.la.verification import apply_verdicts
-from pipelines.review.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
-from pipelines.review.pull import save_review, verdicts_from_export
-from pipelines.review.push import PROJECT_FILE, load_run, project_title, push_candidates
+from pipelines.la.review.apply import apply_verdicts, publish
+from pipelines.labelstudio.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
+from pipelines.la.review.pull import save_review, verdicts_from_export
+from pipelines.la.review.push import PROJECT_FILE, load_run, project_title, push_candidates
 
 PIPELINE = "la"
 # Review metrics that card.md shows next to apply_verdicts' own verification numbers.
@@ -80,13 +82,18 @@ def apply_task(out_dir: str, verdicts) -> dict[str, Any]:
     return apply_verdicts(out_dir, verdicts)
 
 
+@task(name="review-publish", retries=2, retry_delay_seconds=5)
+def publish_task(out_dir: str) -> dict[str, Any]:
+    return publish(out_dir)
+
+
 def report(out_dir: str, metrics: dict[str, Any]) -> str:
     """Add the agreement numbers to the manifest's verification stats and re-render card.md."""
-    manifest = Manifest.from_json(read_text(f"{out_dir}/{MANIFEST_FILE}") or "{}")
+    manifest = Manifest.load(out_dir)
     shown = {k: round(v, CARD_DIGITS) if isinstance(v, float) else v for k, v in metrics.items() if k in CARD_METRICS}
     verification = {**manifest.stats.get("verification", {}), **shown}
     manifest.stats = {**manifest.stats, "verification": verification}
-    write_text_atomic(f"{out_dir}/{MANIFEST_FILE}", manifest.to_json())
+    manifest.save(out_dir)
     card_md = render_card(load_output_card(PIPELINE), manifest, load_source_card(manifest.source))
     write_text_atomic(f"{out_dir}/{CARD_FILE}", card_md)
     return card_md
@@ -113,6 +120,7 @@ def review(
         f"alpha {metrics['krippendorff_alpha']}"
     )
     metrics["applied"] = apply_task(out_dir, verdicts)
+    publish_task(out_dir)
     report(out_dir, metrics)
     create_markdown_artifact(
         key=f"review-{card.name}".replace("_", "-").lower(), markdown=stats_table(metrics),

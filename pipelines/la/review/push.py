@@ -1,10 +1,12 @@
 """Push la candidates to Label Studio for human verification (la4vla.txt Appendix 7.6).
 
 Phases:
-1. collect  read the candidate rows of OUT/la/<source>/shards and the manifest;
-2. clips    cut one MP4 per segment and review camera from the source episode
-            (exterior view, plus the wrist view when the card has one) into
-            OUT/la/<source>/review/media/, skipping clips already there;
+0. clips    (inside each annotate unit, while the episode's frames are in memory)
+            one MP4 per segment and review camera (exterior view, plus the wrist
+            view when the card has one) into OUT/la/<source>/review/media/;
+1. collect  read the candidate rows of the manifest's shards;
+2. match    find each candidate's clips (a candidate without them gets no task,
+            and is reported);
 3. tasks    one task per segment keyed `source_episode_id#segment_index`, the
             proposal (subaction, instruction, start, end) attached as a
             prediction, disagreements with the kinematic cross-check first;
@@ -28,15 +30,13 @@ import fsspec
 import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
-from datasets_cards import SourceCard, load_source_card
-from datasets_cards.constants import MANIFEST_FILE, REVIEW_DIR, SHARD_GLOB, SHARDS_DIR
+from datasets_cards import Episode, SourceCard, load_source_card
+from datasets_cards.constants import REVIEW_DIR
 from datasets_cards.manifest import Manifest
-from pipelines.io import read_text, write_text_atomic
-from pipelines.quarantine import Quarantined
-from pipelines.readers import open_reader
-from pipelines.review import labeling
-from pipelines.review.clips import write_clip
-from pipelines.review.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
+from pipelines.io import write_text_atomic
+from pipelines.la.review import labeling
+from pipelines.labelstudio.clips import write_clip
+from pipelines.labelstudio.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
 
 MEDIA_DIR = "media"
 TASKS_FILE = "tasks.json"
@@ -91,30 +91,16 @@ def project_title(manifest: Manifest) -> str:
 
 
 def load_run(out_dir: str) -> Manifest:
-    text = read_text(f"{out_dir}/{MANIFEST_FILE}")
-    if text is None:
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {out_dir}: run `make annotate` first")
-    return Manifest.from_json(text)
+    return Manifest.load(out_dir)
 
 
-def read_candidates(out_dir: str) -> list[dict[str, Any]]:
-    """The candidate segments of every shard, as rows with the columns the review needs."""
-    fs, root = fsspec.core.url_to_fs(out_dir)
+def read_candidates(out_dir: str, manifest: Manifest) -> list[dict[str, Any]]:
+    """The candidate segments (the annotate run's shards), with the light columns the review needs."""
     rows: list[dict[str, Any]] = []
-    for path in sorted(fs.glob(f"{root}/{SHARDS_DIR}/{SHARD_GLOB}")):
-        with fs.open(path, "rb") as f:
+    for shard in sorted(manifest.shards, key=lambda s: s.path):
+        with fsspec.open(f"{out_dir}/{shard.path}", "rb") as f:
             rows += pq.read_table(f, columns=list(CANDIDATE_COLUMNS)).to_pylist()
     return rows
-
-
-def episode_indices(manifest: Manifest) -> dict[str, int]:
-    """Source episode id → its index in the reader's order, from the shard records' unit ranges."""
-    indices: dict[str, int] = {}
-    for shard in manifest.shards:
-        start = int(shard.unit.split(":", 1)[0])
-        for offset, episode_id in enumerate(shard.episodes):
-            indices[episode_id] = start + offset
-    return indices
 
 
 def review_cameras(card: SourceCard) -> list[str]:
@@ -128,44 +114,41 @@ def clip_path(media_dir: str, key: str, camera: str) -> str:
     return f"{media_dir}/{safe}.{camera}.mp4"
 
 
-def write_segment_clips(
-    out_dir: str, manifest: Manifest, card: SourceCard, rows: list[dict[str, Any]], cameras: list[str],
-    location: str | None = None,
-) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """Cut the clips of every candidate; returns ({key: {camera: path}}, unreadable episodes with reasons)."""
+def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any]], cameras: list[str]) -> int:
+    """Cut the clip of every segment of `episode` for each review camera (inside its annotate unit).
+
+    Clips already there are kept (a resumed or retried unit); returns the number written now.
+    """
     media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
     fs, _ = fsspec.core.url_to_fs(media_dir)
-    indices = episode_indices(manifest)
-    by_episode: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    written = 0
     for row in rows:
-        by_episode[row["source_episode_id"]].append(row)
+        key = task_key(row["source_episode_id"], row["segment_index"])
+        for camera in cameras:
+            path = clip_path(media_dir, key, camera)
+            if not fs.exists(path):
+                write_clip(episode.frames[camera][row["start"]: row["end"]], episode.fps, path)
+                written += 1
+    return written
+
+
+def find_segment_clips(
+    out_dir: str, rows: list[dict[str, Any]], cameras: list[str]
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The clips the units cut for every candidate; returns ({key: {camera: path}}, episodes without clips)."""
+    media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
+    fs, _ = fsspec.core.url_to_fs(media_dir)
     clips: dict[str, dict[str, str]] = {}
-    unreadable: list[str] = []
-    reader = None
-    for episode_id, segments in by_episode.items():
-        wanted = {
-            task_key(r["source_episode_id"], r["segment_index"]): {c: clip_path(media_dir, task_key(
-                r["source_episode_id"], r["segment_index"]), c) for c in cameras} for r in segments
-        }
-        if all(fs.exists(p) for paths in wanted.values() for p in paths.values()):
-            clips.update(wanted)  # a re-push reuses the clips it already cut
-            continue
-        if episode_id not in indices:
-            unreadable.append(f"{episode_id}: not listed in the manifest's shard records")
-            continue
-        reader = reader or open_reader(card, location or manifest.source_location)
-        item = next(iter(reader.read(indices[episode_id], indices[episode_id] + 1)), None)
-        if item is None or isinstance(item, Quarantined) or item.episode_id != episode_id:
-            reason = item.reason if isinstance(item, Quarantined) else "the reader returned another episode"
-            unreadable.append(f"{episode_id}: {reason}")
-            continue
-        for row in segments:
-            key = task_key(row["source_episode_id"], row["segment_index"])
-            for camera, path in wanted[key].items():
-                if not fs.exists(path):
-                    write_clip(item.frames[camera][row["start"]: row["end"]], item.fps, path)
-            clips[key] = wanted[key]
-    return clips, unreadable
+    missing: dict[str, None] = {}
+    for row in rows:
+        key = task_key(row["source_episode_id"], row["segment_index"])
+        paths = {c: clip_path(media_dir, key, c) for c in cameras}
+        if all(fs.exists(p) for p in paths.values()):
+            clips[key] = paths
+        else:
+            missing[row["source_episode_id"]] = None
+    reason = "no review clips (annotated with review off: re-run annotate with -o review=true into a new --out)"
+    return clips, [f"{episode_id}: {reason}" for episode_id in missing]
 
 
 def media_url(path: str, document_root: str) -> str:
@@ -229,7 +212,7 @@ def prediction(row: dict[str, Any], to_name: str) -> dict[str, Any]:
 
 
 def _prepare(
-    out_dir: str, card: SourceCard | None, location: str | None, document_root: str | None
+    out_dir: str, card: SourceCard | None, document_root: str | None
 ) -> tuple[Manifest, list[dict[str, Any]], str, str, list[str]]:
     if "://" in out_dir and not out_dir.startswith("file://"):
         raise ValueError(
@@ -239,8 +222,8 @@ def _prepare(
     manifest = load_run(out_dir)
     card = card or load_source_card(manifest.source)
     cameras = review_cameras(card)
-    rows = read_candidates(out_dir)
-    clips, unreadable = write_segment_clips(out_dir, manifest, card, rows, cameras, location)
+    rows = read_candidates(out_dir, manifest)
+    clips, unreadable = find_segment_clips(out_dir, rows, cameras)
     # Default document root: the output root OUT (out_dir is OUT/la/<source>), as `make labelstudio` serves it.
     root = document_root or os.environ.get(DOCUMENT_ROOT_ENV) or str(Path(out_dir).parent.parent)
     tasks = build_tasks(rows, clips, root)
@@ -248,17 +231,15 @@ def _prepare(
     return manifest, tasks, config, root, unreadable
 
 
-def export_tasks_json(
-    out_dir: str, *, card: SourceCard | None = None, location: str | None = None, document_root: str | None = None
-) -> PushResult:
-    """Write OUT/la/<source>/review/{tasks.json, label_config.xml} and the clips, for import by hand.
+def export_tasks_json(out_dir: str, *, card: SourceCard | None = None, document_root: str | None = None) -> PushResult:
+    """Write OUT/la/<source>/review/{tasks.json, label_config.xml} next to the clips, for import by hand.
 
     In Label Studio: create a project, paste label_config.xml under Settings → Labeling Interface,
     add a Local Files storage pointing at review/media (server started with
     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<document_root>),
     then import tasks.json. `document_root` defaults to that env var, else the output root.
     """
-    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, location, document_root)
+    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, document_root)
     review = f"{out_dir}/{REVIEW_DIR}"
     write_text_atomic(f"{review}/{LABEL_CONFIG_FILE}", config)
     write_text_atomic(f"{review}/{TASKS_FILE}", json.dumps(tasks, indent=1))
@@ -285,7 +266,7 @@ def ensure_project(
 
 
 def push_candidates(
-    out_dir: str, client: LabelStudioClient, *, card: SourceCard | None = None, location: str | None = None,
+    out_dir: str, client: LabelStudioClient, *, card: SourceCard | None = None,
     document_root: str | None = None, annotations_per_task: int = 1,
 ) -> PushResult:
     """Create (or find) the run's project and import the candidates it does not hold yet.
@@ -293,7 +274,7 @@ def push_candidates(
     `annotations_per_task` > 1 makes Label Studio hand each task to that many verifiers
     (needed for Krippendorff's alpha; the paper double-annotated a subset).
     """
-    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, location, document_root)
+    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, document_root)
     title = project_title(manifest)
     project = ensure_project(client, title, config, f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}", annotations_per_task)
     have = existing_keys(client, project["id"])
@@ -308,22 +289,31 @@ def push_candidates(
                       unreadable=unreadable)
 
 
-def push_or_export(
-    out_dir: str, *, url: str | None = None, token: str | None = None, card: SourceCard | None = None,
-    location: str | None = None,
-) -> PushResult:
+def deliver(out_dir: str, *, url: str | None = None, token: str | None = None, card: SourceCard | None = None) -> PushResult:
     """Push to Label Studio when a server is configured (args or LABEL_STUDIO_URL + token), else write task JSON.
 
-    A push that fails also writes the task JSON and says why: the annotations are done, only
-    their delivery is not, and `review --push` retries it.
+    A push that fails raises LabelStudioError: the annotate flow retries this as a task and,
+    when every try failed, falls back to `export_after_failure`.
     """
     url, token = settings_from_env(url, token)
     if not url or not token:
-        return export_tasks_json(out_dir, card=card, location=location)
+        return export_tasks_json(out_dir, card=card)
+    with LabelStudioClient(url, token) as client:
+        return push_candidates(out_dir, client, card=card)
+
+
+def export_after_failure(out_dir: str, error: Exception, *, card: SourceCard | None = None) -> PushResult:
+    """Task JSON plus why the push failed: the annotations are done, only their delivery is not,
+    and `review --push` retries it."""
+    result = export_tasks_json(out_dir, card=card)
+    result.push_error = str(error)
+    return result
+
+
+def push_or_export(out_dir: str, *, url: str | None = None, token: str | None = None,
+                   card: SourceCard | None = None) -> PushResult:
+    """`deliver` once; a failed push writes the task JSON and says why."""
     try:
-        with LabelStudioClient(url, token) as client:
-            return push_candidates(out_dir, client, card=card, location=location)
+        return deliver(out_dir, url=url, token=token, card=card)
     except LabelStudioError as e:
-        result = export_tasks_json(out_dir, card=card, location=location)
-        result.push_error = str(e)
-        return result
+        return export_after_failure(out_dir, e, card=card)

@@ -1,4 +1,4 @@
-"""`python -m pipelines.sample --out pipelines/sample/data --episodes 12 --seed 0` (what `make sample-data` runs)."""
+"""`python -m pipelines.sample.generator --out pipelines/sample/data --episodes 12 --seed 0` (what `make sample-data` runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.sample.generate import SampleConfig, generate_sample
+from pipelines.sample.generator.generate import SampleConfig, generate_sample
 from pipelines.sample.ground_truth import DEFAULT_DATA_DIR, SCHEMAS
 
 app = typer.Typer(add_completion=False, help=__doc__)

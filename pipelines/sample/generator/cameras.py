@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from pipelines.sample.scene import GRIPPER_LINKS, HAND_LINK, Scene
+from pipelines.sample.generator.scene import GRIPPER_LINKS, HAND_LINK, Scene
 
 _LINK_SHIFT = 24  # pybullet packs (link + 1) << 24 | body id into the segmentation buffer
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pipelines.sample.ground_truth import CARD_NAMES, episode_id
-from pipelines.sample.simulate import SimEpisode
+from pipelines.sample.generator.simulate import SimEpisode
 
 
 @dataclass(frozen=True)

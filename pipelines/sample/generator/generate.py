@@ -2,7 +2,7 @@
 
 Phases: simulate (worker processes, one pybullet world each) → ground truth
 (Parquet per schema) → RLDS (one TFDS dataset per schema through
-pipelines.rlds.writer). Episode i depends only on (seed, i).
+pipelines.formats.rlds.writer). Episode i depends only on (seed, i).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.sample.export import EXPORTERS, SensorNoise
-from pipelines.sample.ground_truth import GROUND_TRUTH_DIR, SCHEMAS, StaticRule, build_tables, write_tables
-from pipelines.sample.simulate import SchemaRender, SimEpisode, simulate_episode
+from pipelines.sample.generator.export import EXPORTERS, SensorNoise
+from pipelines.sample.generator.tables import build_tables, write_tables
+from pipelines.sample.ground_truth import GROUND_TRUTH_DIR, SCHEMAS, StaticRule
+from pipelines.sample.generator.simulate import SchemaRender, SimEpisode, simulate_episode
 
 BASE_FPS = 15.0  # simulation rate = DROID's; the other schemas take every n-th frame
 # Published rates and image sizes (H, W) of the three schemas, and the RLDS version each release uses.
@@ -53,7 +54,7 @@ _SCENE = None  # one pybullet world per worker process
 
 def _simulate(args: tuple[int, SampleConfig]) -> SimEpisode:
     global _SCENE
-    from pipelines.sample.scene import Scene
+    from pipelines.sample.generator.scene import Scene
 
     index, config = args
     if _SCENE is None:
@@ -80,8 +81,8 @@ def simulate_all(config: SampleConfig, progress=None) -> Iterator[SimEpisode]:
 
 def write_sample(sims: list[SimEpisode], out: Path, config: SampleConfig) -> dict[str, Path]:
     """Ground truth and RLDS data of every schema under `out/<schema>/`; returns the RLDS folders."""
-    from pipelines.rlds.schemas import rlds_schema
-    from pipelines.rlds.writer import write_rlds
+    from pipelines.sample.generator.rlds_schemas import rlds_schema
+    from pipelines.formats.rlds.writer import write_rlds
 
     renders = config.renders()
     written = {}

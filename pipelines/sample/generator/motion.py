@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.sample.plan import TaskSpec
-from pipelines.sample.scene import FINGER_TRAVEL
+from pipelines.sample.generator.plan import TaskSpec
+from pipelines.sample.generator.scene import FINGER_TRAVEL
 
 OPEN_GAP = 2 * FINGER_TRAVEL  # m between the fingers when fully open
 HOVER = 0.12  # m above the object's top for the pre-grasp pose

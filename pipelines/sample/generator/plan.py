@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.sample.scene import COLOURS, DESTINATION_NOUNS, OBJECT_KINDS, ObjectKind
+from pipelines.sample.generator.scene import COLOURS, DESTINATION_NOUNS, OBJECT_KINDS, ObjectKind
 
 TASK_KINDS = ("pick_place", "pick_place", "pick_rotate_place", "push", "pull", "press")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.rlds.tf_setup import quiet_tensorflow
+from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 
 quiet_tensorflow()
 

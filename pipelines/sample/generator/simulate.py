@@ -14,10 +14,10 @@ import numpy as np
 import pybullet as p
 from pycocotools import mask as mask_utils
 
-from pipelines.sample.cameras import RIGS, body_mask, gripper_mask, jittered, render
-from pipelines.sample.motion import TOOL_ROLL, Motion, script_motion
-from pipelines.sample.plan import TaskSpec, sample_task
-from pipelines.sample.scene import HOME_JOINTS, Scene
+from pipelines.sample.generator.cameras import RIGS, body_mask, gripper_mask, jittered, render
+from pipelines.sample.generator.motion import TOOL_ROLL, Motion, script_motion
+from pipelines.sample.generator.plan import TaskSpec, sample_task
+from pipelines.sample.generator.scene import HOME_JOINTS, Scene
 
 
 @dataclass(frozen=True)
