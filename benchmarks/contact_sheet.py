@@ -41,8 +41,8 @@ def draw_truth(image: np.ndarray, view) -> np.ndarray:
 
 
 def contact_sheet(schema: str, episode_indices: Sequence[int], frames_per_episode: int = 4) -> np.ndarray:
-    from datasets_cards.registry import load_source_card
-    from pipelines.readers import open_reader
+    from datasets_cards import load_source_card
+    from pipelines.formats import open_reader
     from pipelines.sample.ground_truth import CARD_NAMES, load_ground_truth
 
     truth = load_ground_truth(schema)

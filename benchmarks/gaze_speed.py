@@ -66,7 +66,7 @@ def sample_frames(episodes: int) -> tuple[list[bytes], list[str], int]:
     """JPEG frames and detector prompts of the first sample-bridge episodes, and their total."""
     from annotators.phrases import extract_phrases, to_detector_prompt
     from datasets_cards import load_source_card
-    from pipelines.readers import open_reader
+    from pipelines.formats import open_reader
 
     card = load_source_card("sample-bridge")
     jpegs, prompts = [], []

@@ -9,8 +9,8 @@ committed (`--tune`, one folder each) and mostly resting episodes (benchmarks/la
 The shipped defaults came from this search (seed 1 and 2 generations, 36 episodes each), then
 one-at-a-time steps around the best, printed at the end, to pick a flat spot rather than a peak:
 
-    .venv/bin/python -m pipelines.sample --out /tmp/tune-1 --episodes 36 --seed 1 --schema droid
-    .venv/bin/python -m pipelines.sample --out /tmp/tune-2 --episodes 36 --seed 2 --schema droid
+    .venv/bin/python -m pipelines.sample.generator --out /tmp/tune-1 --episodes 36 --seed 1 --schema droid
+    .venv/bin/python -m pipelines.sample.generator --out /tmp/tune-2 --episodes 36 --seed 2 --schema droid
     .venv/bin/python -m benchmarks.keyframe_search --tune /tmp/tune-1 --tune /tmp/tune-2 --trials 3000
 
 About 20 s per 300 trials on 2 cores.
@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks.fidelity import keyframe_scores
 from benchmarks.la_fidelity import predict_keyframes, resting_source, sample_source, synthetic_source
-from datasets_cards.source import KeyframeParams
+from datasets_cards.params.la import KeyframeParams
 
 # Values tried per field (the gripper fields are left alone: gripper keyframes already score ~1.0).
 SPACE: dict[str, list[Any]] = {

@@ -32,7 +32,7 @@ from annotators.keyframes import episode_to_keyframes
 from annotators.segments.base import SegmentationInput
 from annotators.segments.kinematic import KinematicSegmenter
 from benchmarks.fidelity import print_table, score
-from datasets_cards.source import KeyframeParams, KinematicParams
+from datasets_cards.params.la import KeyframeParams, KinematicParams
 
 # The untuned starting point (the skeleton's defaults, before any tuning) for the BEFORE column.
 UNTUNED_KEYFRAMES = KeyframeParams(
@@ -73,7 +73,7 @@ def sample_source(limit: int | None, data_dir: str | None = None, schema: str = 
     """Episodes of one schema of the generated sample (the card's location, or `data_dir`) and its ground truth."""
     from benchmarks.fidelity import truth_predictions
     from datasets_cards import load_source_card
-    from pipelines.readers import open_reader
+    from pipelines.formats import open_reader
     from pipelines.sample.ground_truth import CARD_NAMES, load_ground_truth
 
     truth = truth_predictions(load_ground_truth(schema, data_dir))
@@ -91,10 +91,10 @@ def sample_source(limit: int | None, data_dir: str | None = None, schema: str = 
 def synthetic_source(n: int, seed: int, fps: float, noise_scale: float = 1.0) -> tuple[list, dict[str, Any]]:
     """The sample's scripted episodes without rendering (pose = script exactly, plus the sample's
     sensor noise × `noise_scale`); truth by the sample's own definitions."""
-    from pipelines.sample.export import SensorNoise
+    from pipelines.sample.generator.export import SensorNoise
     from pipelines.sample.ground_truth import StaticRule, gripper_transitions, intervals_from_flags, tool_speeds
-    from pipelines.sample.motion import OPEN_GAP, TOOL_ROLL, script_motion
-    from pipelines.sample.plan import sample_task
+    from pipelines.sample.generator.motion import OPEN_GAP, TOOL_ROLL, script_motion
+    from pipelines.sample.generator.plan import sample_task
 
     rule, sensor = StaticRule(), SensorNoise()
     episodes, truth = [], {"keyframes": {}, "boundaries": {}, "labels": {}, "num_frames": {}}
@@ -130,9 +130,9 @@ def synthetic_source(n: int, seed: int, fps: float, noise_scale: float = 1.0) ->
 def resting_source(n: int, seed: int, fps: float) -> tuple[list, dict[str, Any]]:
     """Mostly resting episodes (rest, one min-jerk move, rest) with the sample's sensor noise;
     static truth by the sample's StaticRule on the noise-free pose."""
-    from pipelines.sample.export import SensorNoise
+    from pipelines.sample.generator.export import SensorNoise
     from pipelines.sample.ground_truth import StaticRule, intervals_from_flags, tool_speeds
-    from pipelines.sample.motion import TOOL_ROLL, min_jerk
+    from pipelines.sample.generator.motion import TOOL_ROLL, min_jerk
 
     rule, sensor = StaticRule(), SensorNoise()
     rng = np.random.default_rng(seed)

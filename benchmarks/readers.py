@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets_cards import Episode, load_source_card
-from pipelines.readers import open_reader
+from pipelines.formats import open_reader
 
 SYNTHETIC_CARDS = {"droid": "droid", "bridge": "bridge", "fractal": "fractal"}
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             args.synthetic = "droid"
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmp:
         if args.synthetic:
-            from pipelines.rlds.synthetic import write_synthetic_rlds
+            from pipelines.sample.generator.synthetic_rlds import write_synthetic_rlds
 
             # published image sizes, so decoding costs what it costs on the real corpus
             location = str(write_synthetic_rlds(tmp, args.synthetic, args.episodes, args.steps, image_size=None))

@@ -33,7 +33,7 @@ from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
 from annotators.segments.base import Segment, SegmentationInput
 from annotators.segments.vlm import VlmConfig, VlmSegmenter
 from annotators.segments.vlm.frames import keyframes_to_frame_indices
-from datasets_cards.source import KeyframeParams, LaParams
+from datasets_cards.params.la import KeyframeParams, LaParams
 
 PAPER_INPUT, PAPER_OUTPUT = 4633, 354
 DROID_MEAN_FRAMES = 288  # la4vla.txt Table 3: 287.83 frames per original episode
@@ -159,8 +159,8 @@ def synthetic_items(count: int, fps: float = 15.0, n: int = DROID_MEAN_FRAMES) -
 
 def sample_items(source: str, count: int) -> list[SegmentationInput]:
     """The first `count` episodes of a source card, with keyframes from its la params."""
-    from datasets_cards.registry import load_source_card
-    from pipelines.readers import open_reader
+    from datasets_cards import load_source_card
+    from pipelines.formats import open_reader
 
     card = load_source_card(source)
     la = card.params.la

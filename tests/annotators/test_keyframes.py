@@ -18,7 +18,7 @@ from annotators.keyframes import (
     mask_to_intervals,
     merge_close_intervals,
 )
-from datasets_cards.source import KeyframeParams
+from datasets_cards.params.la import KeyframeParams
 
 FPS = 15.0
 PARAMS = KeyframeParams()

@@ -52,7 +52,9 @@ def test_unknown_output_lists_the_known_ones():
     [
         ({}, does_not_raise()),
         ({"fps": -1}, pytest.raises(CardError, match="fps")),
-        ({"format": "csv"}, pytest.raises(CardError, match="format")),
+        ({"pipelines": ["gaze", "gazee"]}, pytest.raises(CardError, match="unknown pipelines.*known: future, gaze, la")),
+        ({"params": {"la": {"keyframes": {"window": 4}}}}, pytest.raises(CardError, match="params.la.keyframes.window")),
+        ({"params": {"lla": {}}}, pytest.raises(CardError, match="params.lla")),
         ({"cameras": {}}, pytest.raises(CardError, match="cameras")),
         ({"gripper": {"key": "g", "open_value": 1, "closed_value": 1}}, pytest.raises(CardError, match="gripper")),
         ({"surprise": 1}, pytest.raises(CardError, match="surprise")),
@@ -98,3 +100,34 @@ def test_parse_type_rejects_unknown():
 )
 def test_gripper_conventions_normalise_to_zero_open_one_closed(name, raw, expected):
     assert load_source_card(name).gripper.normalise(raw).tolist() == expected
+
+
+def test_a_card_that_extends_another_states_only_what_differs(tmp_path):
+    (tmp_path / "mini.yaml").write_text("extends: droid\nname: mini\ndescription: d\nlocation: /data/mini\n"
+                                        "params: {la: {keyframes: {window: 7}}}\n")
+    card, droid = source_card_from_file(tmp_path / "mini.yaml"), load_source_card("droid")
+    assert (card.name, card.location) == ("mini", "/data/mini")
+    assert card.cameras == droid.cameras and card.gripper == droid.gripper and card.fps == droid.fps
+    assert card.params.la.keyframes.window == 7  # nested mappings merge ...
+    assert card.params.la.keyframes.savgol_window == droid.params.la.keyframes.savgol_window  # ... key by key
+    assert card.params.la.segmenter == droid.params.la.segmenter
+
+
+@pytest.mark.parametrize("sample", ["sample-droid", "sample-bridge", "sample-fractal"])
+def test_sample_cards_read_as_their_real_corpus_with_their_own_location(sample):
+    card, real = load_source_card(sample), load_source_card(sample.removeprefix("sample-"))
+    differ = {k for k, v in card.model_dump().items() if v != real.model_dump()[k]}
+    assert differ == {"name", "description", "location", "homepage", "license"}
+
+
+def test_extending_an_unknown_card_names_the_known_ones(tmp_path):
+    (tmp_path / "bad.yaml").write_text("extends: drood\nname: bad\n")
+    with pytest.raises(CardError, match="extends unknown source 'drood'; known sources: .*droid"):
+        source_card_from_file(tmp_path / "bad.yaml")
+
+
+def test_params_defaults_live_in_one_place():
+    """droid.yaml restates no default: its params equal the classes' defaults but for what it sets."""
+    from datasets_cards.params.la import LaParams
+
+    assert load_source_card("droid").params.la == LaParams(segmenter="kinematic")

@@ -12,7 +12,7 @@ def test_threads_is_the_default_runner():
 
 
 def test_unknown_runner_lists_the_choices():
-    with pytest.raises(ValueError, match="threads, dask or ray"):
+    with pytest.raises(ValueError, match="unknown task runner 'slurm'; known: dask, ray, threads"):
         make_task_runner("slurm")
 
 

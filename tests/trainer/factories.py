@@ -50,7 +50,7 @@ def write_output_folder(
         config_hash="0" * 16, config={}, code_version="test", created=now, updated=now, complete=True,
         planned_units=len(records), shards=records,
     )
-    (root / MANIFEST_FILE).write_text(manifest.to_json())
+    manifest.save(str(root))
     return manifest
 
 

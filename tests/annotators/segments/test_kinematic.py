@@ -8,7 +8,7 @@ import pytest
 from annotators.segments.base import VOCABULARY, SegmentationInput
 from annotators.segments.kinematic import KinematicSegmenter, absorb_short_runs, split_short_pauses
 from annotators.segments.templates import displacement_to_directions, instruction_for
-from datasets_cards.source import KinematicParams
+from datasets_cards.params.la import KinematicParams
 from tests.annotators.segments.segment_factories import FPS, HELD, PICK_AND_PLACE, phase_trajectory
 
 SEGMENTER = KinematicSegmenter()

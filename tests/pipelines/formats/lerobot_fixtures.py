@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.lerobot import LeRobotEpisode, write_lerobot_v21, write_lerobot_v30
+from pipelines.formats.lerobot.writer import LeRobotEpisode, write_lerobot_v21, write_lerobot_v30
 
 STATIC_KEY = "observation.images.rgb_static"
 GRIPPER_KEY = "observation.images.rgb_gripper"

@@ -3,7 +3,7 @@
 `make_rlds_fixture(tmp_path, "bridge", n_episodes=3, n_steps=6)` returns the
 dataset's version folder (`tmp_path/bridge_orig/1.0.0`); point a source card at
 it with `open_reader(load_source_card("bridge"), str(path))`. Values follow
-`pipelines.rlds.synthetic`: episode i has instruction INSTRUCTIONS[i % 3], the
+`pipelines.sample.generator.synthetic_rlds`: episode i has instruction INSTRUCTIONS[i % 3], the
 gripper is closed (1) in the middle third of the steps, frames are 32×48.
 `faults={index: "nan_state" | "empty_instruction" | "corrupt_first_frame" |
 "corrupt_late_frame" | "zero_steps"}` injects defects.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.rlds.synthetic import FAULTS, INSTRUCTIONS, synthetic_trajectory, write_synthetic_rlds
+from pipelines.sample.generator.synthetic_rlds import FAULTS, INSTRUCTIONS, synthetic_trajectory, write_synthetic_rlds
 
 IMAGE_SIZE = (32, 48)
 

@@ -29,7 +29,7 @@ def bridge_source(tmp_path) -> tuple[str, str | None]:
         card = load_source_card("sample-bridge")
         if Path(card.resolve_location()).exists():
             return "sample-bridge", None
-    from tests.pipelines.rlds_fixtures import make_rlds_fixture
+    from tests.pipelines.formats.rlds_fixtures import make_rlds_fixture
 
     return "bridge", str(make_rlds_fixture(tmp_path / "rlds", "bridge", n_episodes=3, n_steps=6))
 

@@ -8,7 +8,8 @@ import pytest
 from annotators.detection import Detections, StubDetector
 from annotators.gaze import DETECTED, INTERPOLATED, NO_BOX, REJECTED_JUMP
 from datasets_cards import Episode, EpisodeError, FrameSequence, load_source_card
-from pipelines.gaze.pipeline import GazePipeline, params_with_options
+from datasets_cards.params import with_overrides
+from pipelines.gaze.pipeline import GazePipeline
 
 T, H, W = 12, 64, 80
 OBJECT_BOX = np.array([20, 20, 36, 36], np.float32)
@@ -113,10 +114,10 @@ def test_unknown_camera_is_an_episode_error():
 @pytest.mark.parametrize("options, field, value", [({}, "margin", 0.15), ({"margin": 0.3}, "margin", 0.3),
                                                    ({"phrase_extractor": "llm"}, "phrase_extractor", "llm")])
 def test_options_override_the_cards_gaze_params(options, field, value):
-    params = params_with_options(load_source_card("bridge").params.gaze, options)
+    params = with_overrides(load_source_card("bridge").params.gaze, options)
     assert getattr(params, field) == value
 
 
 def test_invalid_option_value_is_refused():
     with pytest.raises(ValueError, match="box_threshold"):
-        params_with_options(load_source_card("bridge").params.gaze, {"box_threshold": 3})
+        with_overrides(load_source_card("bridge").params.gaze, {"box_threshold": 3})

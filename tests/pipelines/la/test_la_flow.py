@@ -11,10 +11,10 @@ import json
 import numpy as np
 import pytest
 
-import pipelines.readers
+import pipelines.formats
 from datasets_cards import Episode, FrameSequence
 from pipelines.flows import annotate as flow_module
-from pipelines.lerobot import validate_lerobot_v21
+from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
 
 CAMERAS = ("exterior_1_left", "wrist_left", "exterior_2_left")
@@ -45,7 +45,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(flow_module, "open_reader", SyntheticReader)
-        mp.setattr(pipelines.readers, "open_reader", SyntheticReader)  # LA-V re-reads the source
+        mp.setattr(pipelines.formats, "open_reader", SyntheticReader)  # LA-V re-reads the source
         manifest = flow_module.annotate(source="droid", pipeline="la", out=str(out), episodes_per_shard=2,
                                         options={"lav": True, "plots": 2, "review": False})
     return out / "la" / "droid", manifest

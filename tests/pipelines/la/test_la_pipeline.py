@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -13,8 +14,9 @@ from datasets_cards import Episode, load_output_card, load_source_card
 from datasets_cards.manifest import Manifest, ShardRecord
 from pipelines.base import make_pipeline
 from pipelines.io import ShardWriter
-from pipelines.la.verification import VERDICT_SCHEMA, apply_verdicts
-from pipelines.lerobot import validate_lerobot_v21
+from pipelines.base import merge_stats
+from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
+from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
 
 
@@ -29,24 +31,36 @@ def pipe():
     return make_pipeline("la", load_source_card("droid"), {"plots": 1, "review": False})
 
 
+def read_current(out: str) -> list[dict]:
+    manifest = Manifest.load(out)
+    return pa.concat_tables([pq.read_table(f"{out}/{s.path}") for s in manifest.current_shards]).to_pylist()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, pipe):
-    """Two units of episodes annotated, shards and a manifest written, finalize called."""
+    """Two units of episodes annotated as the flow does (rows, artifacts, stats per episode), then finalize and steps."""
     out = str(tmp_path_factory.mktemp("la") / "la" / "droid")
     manifest = Manifest(pipeline="la", output_card_version="1.0.0", source="droid", source_location="synthetic",
                         config_hash="x", config=pipe.config(), code_version="test", created="", updated="")
+    index = 0
     for unit, episodes in enumerate([[make_episode(0), make_episode(1)], [make_episode(2)]]):
-        rows = [row for e in episodes for row in pipe.annotate(e)]
         path = f"shards/shard-{unit:05d}.parquet"
+        stats = pipe.unit_stats([])
         with ShardWriter(pipe.output, f"{out}/{path}") as w:
-            w.write_rows(rows)
+            for episode in episodes:
+                rows = pipe.annotate(episode)
+                w.write_rows(rows)
+                stats = merge_stats(merge_stats(stats, pipe.unit_stats(rows)),
+                                    pipe.episode_artifacts(episode, rows, out, index))
+                index += 1
         n, size, sha = w.result
         manifest.shards.append(ShardRecord(unit=f"{unit}:{unit + 1}", path=path, rows=n, bytes=size, sha256=sha,
-                                           episodes=[e.episode_id for e in episodes], seconds=0.0,
-                                           stats=pipe.unit_stats(rows)))
+                                           episodes=[e.episode_id for e in episodes], seconds=0.0, stats=stats))
     manifest.stats = pipe.finalize(out, manifest)
-    with open(f"{out}/manifest.json", "w") as f:
-        f.write(manifest.to_json())
+    manifest.save(out)
+    for step in pipe.steps():
+        manifest.stats[step.name] = step.run(out, manifest)
+    manifest.save(out)
     return out, manifest
 
 
@@ -110,20 +124,25 @@ def test_apply_verdicts_keeps_quality_at_least_two_and_applies_corrections(run, 
         ("ep0", 2, 1.5, 1.0, 2, None, None),  # below the keep threshold
         ("ep1", 0, 2.5, 2.0, 1, "wait", None),
     ])
+    candidates = pq.read_table(f"{out}/shards").to_pylist()
     stats = apply_verdicts(out, table)
-    assert stats["kept"] == 3 and stats["reviewed"] == 4
+    publish(out)
+    assert stats["kept"] == 3 and stats["reviewed"] == 4 and stats["generation"] == 1
     assert stats["retention_rate"] == pytest.approx(3 / run[1].rows, abs=1e-4)
-    kept = pa.concat_tables([pq.read_table(f"{out}/shards/shard-{i:05d}.parquet") for i in range(2)]).to_pylist()
+    assert pq.read_table(f"{out}/shards").to_pylist() == candidates  # the candidates are never rewritten
+    kept = read_current(out)
     assert [(r["source_episode_id"], r["segment_index"]) for r in kept] == [("ep0", 0), ("ep0", 1), ("ep1", 0)]
     assert all(r["verified"] for r in kept) and kept[0]["quality"] == 3.0 and kept[1]["num_annotators"] == 2
     assert kept[1]["instruction"] == "close the gripper on the object"
     assert kept[2]["subaction"] == "wait" and kept[2]["agreement"] is False
-    manifest = Manifest.from_json(open(f"{out}/manifest.json").read())
+    manifest = Manifest.load(out)
+    assert manifest.generation == 1 and all(s.path.startswith("verified/0001/") for s in manifest.current_shards)
     assert manifest.rows == 3 and manifest.stats["table3"]["verified"]["episodes"] == 3
     assert "Human verification" in open(f"{out}/card.md").read()
     assert validate_lerobot_v21(f"{out}/lerobot") == []
-    # re-applying starts from the kept candidates, not from the already filtered shards
+    # re-applying starts from the candidates, not from the already filtered shards, as a new generation
     assert apply_verdicts(out, table)["kept"] == 3
+    assert Manifest.load(out).generation == 2 and not os.path.exists(f"{out}/verified/0001")
 
 
 @pytest.mark.parametrize(
@@ -152,7 +171,8 @@ def test_corrected_boundaries_recut_the_segment_from_its_episode(run, tmp_path):
         dict(zip(names, ("ep0", 1, 3.0, 2.0, 1, None, None, 50, 10_000))),  # past the episode's end: rejected
     ], schema=VERDICT_SCHEMA)
     stats = apply_verdicts(out, table)
-    kept = pq.read_table(f"{out}/shards/shard-00000.parquet").to_pylist()
+    publish(out)
+    kept = read_current(out)
     recut, rejected = kept
     assert (recut["start"], recut["end"]) == (0, new_end)
     joined = first["state"] + second["state"]

@@ -81,7 +81,7 @@ def test_an_undecodable_episode_is_returned_as_its_error_and_the_others_go_on(se
 
 
 def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(server, monkeypatch, tmp_path):
-    import pipelines.readers
+    import pipelines.formats
     from pipelines.flows import annotate as flow_module
     from tests.pipelines.la.test_la_flow import SyntheticReader
 
@@ -90,7 +90,7 @@ def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(se
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     monkeypatch.setenv("LA_VLM_MODEL", "la-ledger")
     monkeypatch.setattr(flow_module, "open_reader", SyntheticReader)
-    monkeypatch.setattr(pipelines.readers, "open_reader", SyntheticReader)
+    monkeypatch.setattr(pipelines.formats, "open_reader", SyntheticReader)
     options = {"segmenter": "vlm", "vlm_cache": str(tmp_path / "cache"), "review": False, "plots": 0}
 
     def run(out: str) -> dict:

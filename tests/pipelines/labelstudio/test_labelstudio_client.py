@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.review.client import settings_from_env
+from pipelines.labelstudio.client import settings_from_env
 
 
 @pytest.mark.parametrize(

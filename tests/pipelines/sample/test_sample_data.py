@@ -21,8 +21,8 @@ def schema_read(request):
     schema = request.param
     if not _sample_present(schema):
         pytest.skip(f"no generated sample in {DEFAULT_DATA_DIR}/{schema}: run `make sample-data`")
-    from datasets_cards.registry import load_source_card
-    from pipelines.readers import open_reader
+    from datasets_cards import load_source_card
+    from pipelines.formats import open_reader
 
     card = load_source_card(CARD_NAMES[schema])
     episodes = list(open_reader(card))

@@ -7,13 +7,10 @@ import pytest
 
 pytest.importorskip("pybullet", reason="the sample generator needs pybullet (the `sim` extra)")
 
-from pipelines.sample.ground_truth import (  # noqa: E402
-    build_tables,
-    intervals_from_flags,
-    segments_from_labels,
-)
-from pipelines.sample.plan import TASK_KINDS, sample_task  # noqa: E402
-from pipelines.sample.simulate import SchemaRender, simulate_episode  # noqa: E402
+from pipelines.sample.generator.plan import TASK_KINDS, sample_task  # noqa: E402
+from pipelines.sample.generator.simulate import SchemaRender, simulate_episode  # noqa: E402
+from pipelines.sample.generator.tables import build_tables  # noqa: E402
+from pipelines.sample.ground_truth import intervals_from_flags, segments_from_labels  # noqa: E402
 
 LA_VOCABULARY = {"move", "grasp", "lift", "lower", "transport", "place", "push", "pull", "press", "wrist_rotate", "rotate", "wait"}
 TINY = {"droid": SchemaRender(1, (18, 32)), "bridge": SchemaRender(3, (16, 16)), "fractal": SchemaRender(5, (16, 20))}
@@ -21,7 +18,7 @@ TINY = {"droid": SchemaRender(1, (18, 32)), "bridge": SchemaRender(3, (16, 16)),
 
 @pytest.fixture(scope="module")
 def scene():
-    from pipelines.sample.scene import Scene
+    from pipelines.sample.generator.scene import Scene
 
     world = Scene()
     yield world

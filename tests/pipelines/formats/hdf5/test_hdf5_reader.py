@@ -6,9 +6,9 @@ import pytest
 h5py = pytest.importorskip("h5py", reason="the hdf5 reader needs h5py")
 
 from datasets_cards import Episode, load_source_card  # noqa: E402
-from pipelines.lerobot.video import VideoEncoder  # noqa: E402
+from pipelines.io.video import VideoEncoder  # noqa: E402
 from pipelines.quarantine import Quarantined  # noqa: E402
-from pipelines.readers import open_reader  # noqa: E402
+from pipelines.formats import open_reader  # noqa: E402
 
 LIBERO = load_source_card("libero")
 EGODEX = load_source_card("egodex")
@@ -107,7 +107,7 @@ def test_camera_with_wrong_frame_count_is_quarantined(tmp_path):
 
 def test_unknown_layout_names_the_known_ones(libero_dir):
     card = LIBERO.model_copy(update={"reader_options": {"layout": "rosbag"}})
-    with pytest.raises(ValueError, match=r"known HDF5 layouts: \['egodex', 'robomimic'\]"):
+    with pytest.raises(ValueError, match="known HDF5 layouts: egodex, robomimic"):
         open_reader(card, str(libero_dir))
 
 

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.lerobot import validate_lerobot_v21
-from tests.pipelines.lerobot_fixtures import STATIC_KEY, write_calvin_v21
+from pipelines.formats.lerobot.validate import validate_lerobot_v21
+from tests.pipelines.formats.lerobot_fixtures import STATIC_KEY, write_calvin_v21
 
 EP1_DATA = "data/chunk-000/episode_000001.parquet"
 EP1_VIDEO = f"videos/chunk-000/{STATIC_KEY}/episode_000001.mp4"

@@ -4,10 +4,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.lerobot import LeRobotEpisode, validate_lerobot_v21, write_lerobot_v21, write_lerobot_v30
-from pipelines.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats
-from pipelines.lerobot.video import count_frames
-from tests.pipelines.lerobot_fixtures import (
+from pipelines.formats.lerobot.validate import validate_lerobot_v21
+from pipelines.formats.lerobot.writer import LeRobotEpisode, write_lerobot_v21, write_lerobot_v30
+from pipelines.formats.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats
+from pipelines.io.video import count_frames
+from tests.pipelines.formats.lerobot_fixtures import (
     FPS,
     STATIC_KEY,
     calvin_episode,

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow_datasets", reason="RLDS needs the tfds extra")
 
-from tests.pipelines.rlds_fixtures import make_rlds_fixture  # noqa: E402
+from tests.pipelines.formats.rlds_fixtures import make_rlds_fixture  # noqa: E402
 
 SCHEMAS = ("droid", "bridge", "fractal")
 N_EPISODES = 3

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from datasets_cards import load_output_card
 from datasets_cards.constants import MANIFEST_FILE, SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
-from pipelines.export.rlds import export_rlds
+from pipelines.formats.rlds.export import export_rlds
 from pipelines.io import ShardWriter
 
 
@@ -49,7 +49,7 @@ def _write_output(out, pipeline: str, shards: list[list[dict]], complete: bool =
         complete=complete, planned_units=len(shards), shards=list(reversed(records)),  # manifest order ≠ unit order
     )
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST_FILE).write_text(manifest.to_json())
+    manifest.save(str(folder))
     return str(folder)
 
 

@@ -7,13 +7,13 @@ import pytest
 
 from datasets_cards import Episode, FrameDecodeError, load_source_card
 from pipelines.quarantine import Quarantined
-from pipelines.readers import open_reader
-from pipelines.readers.rlds import RldsReader, resolve_version_dir
-from pipelines.rlds.schemas import rlds_schema
-from pipelines.rlds.synthetic import synthetic_episodes
-from pipelines.rlds.writer import write_rlds
-from tests.pipelines.rlds.conftest import FAULTS, N_EPISODES, N_STEPS, SCHEMAS
-from tests.pipelines.rlds_fixtures import IMAGE_SIZE, INSTRUCTIONS, expected_gripper
+from pipelines.formats import open_reader
+from pipelines.formats.rlds.reader import RldsReader, resolve_version_dir
+from pipelines.sample.generator.rlds_schemas import rlds_schema
+from pipelines.sample.generator.synthetic_rlds import synthetic_episodes
+from pipelines.formats.rlds.writer import write_rlds
+from tests.pipelines.formats.rlds.conftest import FAULTS, N_EPISODES, N_STEPS, SCHEMAS
+from tests.pipelines.formats.rlds_fixtures import IMAGE_SIZE, INSTRUCTIONS, expected_gripper
 
 # schema → source card that reads it
 CARDS = {"droid": "droid", "bridge": "bridge", "fractal": "fractal"}

@@ -7,11 +7,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from datasets_cards import load_source_card
-from pipelines.readers import open_reader
-from pipelines.rlds.schemas import RLDS_SCHEMAS, rlds_schema
-from pipelines.rlds.synthetic import NOT_AN_IMAGE, synthetic_episodes
-from pipelines.rlds.writer import write_rlds
-from tests.pipelines.rlds_fixtures import IMAGE_SIZE
+from pipelines.formats import open_reader
+from pipelines.sample.generator.rlds_schemas import RLDS_SCHEMAS, rlds_schema
+from pipelines.sample.generator.synthetic_rlds import NOT_AN_IMAGE, synthetic_episodes
+from pipelines.formats.rlds.writer import write_rlds
+from tests.pipelines.formats.rlds_fixtures import IMAGE_SIZE
 
 RLDS_FLAGS = {"is_first", "is_last", "is_terminal"}
 

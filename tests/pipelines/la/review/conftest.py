@@ -16,13 +16,14 @@ import pyarrow as pa
 import pytest
 
 from datasets_cards import load_output_card, load_source_card
-from datasets_cards.constants import MANIFEST_FILE, SHARD_PATTERN, SHARDS_DIR
+from datasets_cards.constants import SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
-from datasets_cards.source import LaParams
-from pipelines.io import ShardWriter, write_text_atomic
-from pipelines.readers import open_reader
-from pipelines.review.server import DEFAULT_VENV, LabelStudioServer
-from tests.pipelines.lerobot_fixtures import write_calvin_v21
+from datasets_cards.params.la import LaParams
+from pipelines.io import ShardWriter
+from pipelines.formats import open_reader
+from pipelines.la.review.push import review_cameras, write_episode_clips
+from pipelines.labelstudio.server import DEFAULT_VENV, LabelStudioServer
+from tests.pipelines.formats.lerobot_fixtures import write_calvin_v21
 
 SOURCE = "calvin"
 EXTERIOR, WRIST = "static", "gripper"
@@ -71,8 +72,12 @@ def write_la_run(root: Path) -> LaRun:
     out_dir = out / "la" / SOURCE
     shard = f"{SHARDS_DIR}/{SHARD_PATTERN.format(index=0)}"
     output = load_output_card("la")
+    rows = la_rows(episodes, location)
     with ShardWriter(output, str(out_dir / shard)) as writer:
-        writer.write_rows(la_rows(episodes, location))
+        writer.write_rows(rows)
+    for episode in episodes:  # what each annotate unit does while the frames are in memory
+        mine = [r for r in rows if r["source_episode_id"] == episode.episode_id]
+        write_episode_clips(str(out_dir), episode, mine, review_cameras(card))
     rows, size, sha = writer.result
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest = Manifest(
@@ -82,7 +87,7 @@ def write_la_run(root: Path) -> LaRun:
         shards=[ShardRecord(unit="0:3", path=shard, rows=rows, bytes=size, sha256=sha,
                             episodes=[e.episode_id for e in episodes], seconds=0.0)],
     )
-    write_text_atomic(str(out_dir / MANIFEST_FILE), manifest.to_json())
+    manifest.save(str(out_dir))
     return LaRun(out, out_dir, [e.episode_id for e in episodes], [e.num_frames for e in episodes])
 
 

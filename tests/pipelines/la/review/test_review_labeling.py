@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from annotators.segments.base import VOCABULARY
-from pipelines.review import labeling
+from pipelines.la.review import labeling
 
 
 def choices(root: ET.Element, name: str) -> list[ET.Element]:

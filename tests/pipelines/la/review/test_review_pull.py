@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.review import labeling
-from pipelines.review.pull import (
+from pipelines.la.review import labeling
+from pipelines.la.review.pull import (
     VERDICT_SCHEMA,
     Judgement,
     majority_correction,

@@ -1,4 +1,4 @@
-"""Push without a server: clips cut from the source, importable task JSON, review order, media URLs."""
+"""Push without a server: the units' clips, importable task JSON, review order, media URLs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import av
 import pytest
 
 from datasets_cards.constants import REVIEW_DIR
-from pipelines.review import labeling
-from pipelines.review.push import LABEL_CONFIG_FILE, LOCAL_FILES_URL, export_tasks_json, media_url, push_or_export
-from tests.pipelines.review.conftest import EXTERIOR, WRIST
+from pipelines.la.review import labeling
+from datasets_cards import Episode, FrameSequence
+from pipelines.la.review.push import (
+    LABEL_CONFIG_FILE,
+    LOCAL_FILES_URL,
+    export_tasks_json,
+    media_url,
+    push_or_export,
+    write_episode_clips,
+)
+from tests.pipelines.la.review.conftest import EXTERIOR, WRIST
 
 
 def decoded_frames(path) -> int:
@@ -65,21 +73,26 @@ def test_disagreements_come_first_and_proposals_are_predictions(la_run):
     }
 
 
-def test_second_export_reuses_the_clips(la_run):
+def test_exports_read_no_source_and_a_retried_unit_keeps_its_clips(la_run, tmp_path):
+    import shutil
+
+    shutil.rmtree(la_run.out.parent / "calvin-source")  # the review needs only the output folder
     export_tasks_json(str(la_run.out_dir))
     media = la_run.out_dir / REVIEW_DIR / "media"
     stamps = {p.name: p.stat().st_mtime_ns for p in media.iterdir()}
     export_tasks_json(str(la_run.out_dir))
+    episode = Episode("ep", "calvin", "x", 30.0, {EXTERIOR: FrameSequence([b"never decoded"])}, [[0.0]], [0.0], [[0.0]])
+    assert write_episode_clips(str(la_run.out_dir), episode, [{"source_episode_id": la_run.episode_ids[0],
+                               "segment_index": 0, "start": 0, "end": 1}], [EXTERIOR]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in media.iterdir()} == stamps
 
 
-def test_episode_missing_from_the_manifest_is_reported_not_dropped_silently(la_run):
-    manifest_path = la_run.out_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["shards"][0]["episodes"] = manifest["shards"][0]["episodes"][:2]
-    manifest_path.write_text(json.dumps(manifest))
+def test_an_episode_without_clips_is_reported_not_dropped_silently(la_run):
+    for clip in (la_run.out_dir / REVIEW_DIR / "media").glob(f"{la_run.episode_ids[2]}*"):
+        clip.unlink()
     result = export_tasks_json(str(la_run.out_dir))
-    assert result.tasks == 4 and result.unreadable == [f"{la_run.episode_ids[2]}: not listed in the manifest's shard records"]
+    assert result.tasks == 4 and len(result.unreadable) == 1
+    assert result.unreadable[0].startswith(f"{la_run.episode_ids[2]}: no review clips")
 
 
 def test_without_a_server_push_or_export_writes_task_json(la_run, monkeypatch):

@@ -15,19 +15,28 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+
+from datasets_cards.manifest import Manifest
 import pytest
 
 from datasets_cards.constants import REVIEW_DIR
-from pipelines.flows.review import review
-from pipelines.review import labeling
-from pipelines.review.client import LabelStudioClient
-from pipelines.review.pull import METRICS_FILE, VERDICTS_FILE
-from pipelines.review.push import PROJECT_FILE, push_candidates
-from tests.pipelines.review.conftest import SOURCE, write_la_run
+from pipelines.la.review.flow import review
+from pipelines.la.review import labeling
+from pipelines.labelstudio.client import LabelStudioClient
+from pipelines.la.review.pull import METRICS_FILE, VERDICTS_FILE
+from pipelines.la.review.push import PROJECT_FILE, push_candidates
+from tests.pipelines.la.review.conftest import SOURCE, write_la_run
 
 pytestmark = pytest.mark.server
 
 NEW_INSTRUCTION = "grasp the block from above"
+
+
+def verified_rows(out_dir) -> list[dict]:
+    """The rows of the generation the manifest has in force (the review's verified shards)."""
+    manifest = Manifest.load(str(out_dir))
+    assert manifest.generation == 1
+    return [r for s in manifest.current_shards for r in pq.read_table(out_dir / s.path).to_pylist()]
 
 
 def result(quality: int, confidence: int, **values) -> list[dict]:
@@ -79,7 +88,8 @@ def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tm
     ]
     assert json.loads((run.out_dir / REVIEW_DIR / METRICS_FILE).read_text())["kept"] == 2
 
-    kept = pq.read_table(run.out_dir / "shards").to_pylist()
+    kept = verified_rows(run.out_dir)
+    assert len(pq.read_table(run.out_dir / "shards")) == 6  # the candidates stay as annotated
     assert [(r["source_episode_id"], r["segment_index"], r["subaction"], r["instruction"], r["verified"])
             for r in kept] == [(ep0, 0, "lower", "grasp the object", True), (ep1, 0, "grasp", NEW_INSTRUCTION, True)]
     assert "Krippendorff" in (run.out_dir / "card.md").read_text()
@@ -131,6 +141,6 @@ def test_annotate_on_the_sample_pushes_its_candidates_and_review_keeps_what_two_
                                         level_of_measurement="interval")
     assert (metrics["reviewed"], metrics["kept"]) == (len(tasks), len(accepted))
     assert metrics["krippendorff_alpha"] == pytest.approx(expected_alpha, abs=1e-3)
-    kept = pq.read_table(out / "la" / "sample-droid" / "shards").to_pylist()
+    kept = verified_rows(out / "la" / "sample-droid")
     assert sorted(f"{r['source_episode_id']}#{r['segment_index']}" for r in kept) == sorted(accepted)
     assert all(r["verified"] for r in kept)
