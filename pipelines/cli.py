@@ -26,7 +26,7 @@ SAMPLE_PREFIX = "sample-"
 
 @contextmanager
 def reported_as_errors() -> Iterator[None]:
-    """Problems a user can fix (missing data, endpoint or server, a config clash) end the command
+    """Problems a user can fix (missing data, an unknown name, endpoint or server, a config clash) end the command
     with one line and exit code 1 instead of a traceback; anything else is a bug and shows one."""
     from annotators.segments.vlm.config import VlmConfigError
     from pipelines.flows.annotate import ConfigMismatchError
@@ -34,7 +34,7 @@ def reported_as_errors() -> Iterator[None]:
 
     try:
         yield
-    except (FileNotFoundError, CardError, ConfigMismatchError, VlmConfigError, LabelStudioError) as e:
+    except (FileNotFoundError, CardError, UnknownNameError, ConfigMismatchError, VlmConfigError, LabelStudioError) as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from e
 
@@ -92,6 +92,7 @@ def annotate(
     address: Annotated[Optional[str], typer.Option(help="dask scheduler / ray cluster address")] = None,
     workers: Annotated[Optional[int], typer.Option(help="thread workers (threads runner)")] = None,
     overwrite: Annotated[bool, typer.Option(help="start over if OUT holds a run with another config")] = False,
+    retries: Annotated[int, typer.Option(help="tries after the first for a failed unit or export step")] = 2,
 ) -> None:
     """Run the annotate flow (resumable: re-running skips finished shards)."""
     from pipelines.flows.annotate import run_annotate
@@ -117,7 +118,7 @@ def annotate(
             manifest = run_annotate(
                 task_runner=task_runner, address=address, max_workers=workers,
                 source=name, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
-                location=location, options=options, overwrite=overwrite,
+                location=location, options=options, overwrite=overwrite, retries=retries,
             )
         target = f"{out.rstrip('/')}/{pipe}/{name}"
         console.print(

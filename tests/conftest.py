@@ -26,3 +26,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # The ephemeral API server starts slowly on 2 busy cores (default timeout 20 s).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness():
+    """Flows in this process run against one temporary Prefect API for the whole session.
+
+    Tests that need a real server (deployments, a worker, SIGKILL) start their own in tests/servers.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -280,12 +280,12 @@ def annotate(
     logger.info(f"{card.name} → {pipeline}: {n} episodes, {len(units)} units, {len(todo)} to do, in {target}")
     manifest.save(target)
 
-    args = (card.name, pipeline, location, options)
+    args = (source, pipeline, location, options)  # `source` as given: a card name or a card file
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
     manifest.stats = pipe.finalize(target, manifest)
     manifest.save(target)
-    steps_ok = _run_steps(pipe, (card.name, pipeline, options), manifest, target, logger)
+    steps_ok = _run_steps(pipe, (source, pipeline, options), manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
     manifest.save(target)
     card_md = render_card(pipe.output, manifest, card)

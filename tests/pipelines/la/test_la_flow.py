@@ -1,7 +1,7 @@
 """The la pipeline through the real Prefect annotate flow: shards, card, LeRobot v2.1 and LA-V.
 
-A fake reader stands in for the source (synthetic pick-and-place with small camera frames);
-a second test runs the generated sample-droid when it is present.
+A synthetic format stands in for the source (pick-and-place with small camera frames, see
+conftest.py); a second test runs the generated sample-droid when it is present.
 """
 
 from __future__ import annotations
@@ -11,44 +11,18 @@ import json
 import numpy as np
 import pytest
 
-import pipelines.formats
-from datasets_cards import Episode, FrameSequence
 from pipelines.flows import annotate as flow_module
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
-from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
-
-CAMERAS = ("exterior_1_left", "wrist_left", "exterior_2_left")
-
-
-class SyntheticReader:
-    location = "memory://synthetic"
-
-    def __init__(self, card, location=None):
-        self.card = card
-
-    def num_episodes(self) -> int:
-        return 3
-
-    def read(self, start, stop):
-        for i in range(start, stop):
-            item, _ = phase_trajectory(PICK_AND_PLACE, seed=i)
-            t = item.num_frames
-            rng = np.random.default_rng(i)
-            frames = {c: FrameSequence.from_array(rng.integers(0, 255, (t, 16, 24, 3), dtype=np.uint8)) for c in CAMERAS}
-            actions = np.concatenate([item.arm_state, item.gripper[:, None]], axis=1)
-            yield Episode(f"droid-{i:06d}", "droid", "put the cup in the bowl", item.fps, frames,
-                          item.arm_state, item.gripper, actions)
-
+from tests.pipelines.la.conftest import CAMERAS, SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(flow_module, "open_reader", SyntheticReader)
-        mp.setattr(pipelines.formats, "open_reader", SyntheticReader)  # LA-V re-reads the source
-        manifest = flow_module.annotate(source="droid", pipeline="la", out=str(out), episodes_per_shard=2,
+    card = write_synthetic_card(tmp_path_factory.mktemp("card"))
+    with synthetic_format():
+        manifest = flow_module.annotate(source=card, pipeline="la", out=str(out), episodes_per_shard=2,
                                         options={"lav": True, "plots": 2, "review": False})
-    return out / "la" / "droid", manifest
+    return out / "la" / SYNTHETIC_SOURCE, manifest
 
 
 def test_flow_writes_complete_la_run_with_card(run):

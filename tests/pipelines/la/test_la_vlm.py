@@ -81,27 +81,26 @@ def test_an_undecodable_episode_is_returned_as_its_error_and_the_others_go_on(se
 
 
 def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(server, monkeypatch, tmp_path):
-    import pipelines.formats
     from pipelines.flows import annotate as flow_module
-    from tests.pipelines.la.test_la_flow import SyntheticReader
+    from tests.pipelines.la.conftest import SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
 
     server.script("la-ledger", [Reply(halves_answer("move", "lift"), prompt_tokens=1500, completion_tokens=90)])
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     monkeypatch.setenv("LA_VLM_MODEL", "la-ledger")
-    monkeypatch.setattr(flow_module, "open_reader", SyntheticReader)
-    monkeypatch.setattr(pipelines.formats, "open_reader", SyntheticReader)
+    card_file = write_synthetic_card(tmp_path)
     options = {"segmenter": "vlm", "vlm_cache": str(tmp_path / "cache"), "review": False, "plots": 0}
 
     def run(out: str) -> dict:
-        flow_module.annotate(source="droid", pipeline="la", out=str(tmp_path / out), episodes_per_shard=2,
-                             options=options)
-        return json.loads((tmp_path / out / "la" / "droid" / "manifest.json").read_text())["stats"]["tokens"]
+        with synthetic_format():
+            flow_module.annotate(source=card_file, pipeline="la", out=str(tmp_path / out), episodes_per_shard=2,
+                                 options=options)
+        return json.loads((tmp_path / out / "la" / SYNTHETIC_SOURCE / "manifest.json").read_text())["stats"]["tokens"]
 
     first = run("first")
     assert (first["input_tokens"], first["output_tokens"], first["cache_hits"]) == (3 * 1500, 3 * 90, 0)
     assert (first["episodes"], first["input_per_episode"], first["output_per_episode"]) == (3, 1500, 90)
-    card = (tmp_path / "first" / "la" / "droid" / "card.md").read_text()
+    card = (tmp_path / "first" / "la" / SYNTHETIC_SOURCE / "card.md").read_text()
     assert "## VLM tokens" in card and "1500.0 input / 90.0 output" in card
 
     # Another output folder, same cache: no request is sent, the cost per episode is still known.

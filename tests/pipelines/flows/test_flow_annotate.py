@@ -1,0 +1,242 @@
+"""The generic flow on a synthetic format and a test pipeline, plugged in through the registries.
+
+Planning, resume, quarantine, config checks, retries, streaming and the concurrency limit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from datasets_cards import Episode, EpisodeError, FrameSequence, load_output_card
+from pipelines import base
+from pipelines.base import PIPELINES
+from pipelines.flows.annotate import ConfigMismatchError, annotate, plan_units, run_annotate
+from pipelines.formats import READERS
+from pipelines.quarantine import Quarantined
+
+
+@pytest.mark.parametrize(
+    "n, per, expected",
+    [(0, 4, []), (3, 4, [(0, 3)]), (8, 4, [(0, 4), (4, 8)]), (9, 4, [(0, 4), (4, 8), (8, 9)])],
+)
+def test_plan_units_covers_every_episode_once(n, per, expected):
+    assert [(u.start, u.stop) for u in plan_units(n, per)] == expected
+
+
+class FakeReader:
+    """Episodes 0..n-1 of the `fake` format; episode 3 is unreadable, episode 5 fails annotation.
+
+    `fail_starts` maps a unit's first index to how many of its reads raise before one succeeds.
+    """
+
+    n = 10
+    reads: list[tuple[int, int]] = []
+    events: list[str] = []
+    fail_starts: dict[int, int] = {}
+
+    def __init__(self, card, location=None):
+        self.card = card
+        self.location = "memory://fake"
+
+    def num_episodes(self) -> int:
+        return self.n
+
+    def read(self, start, stop):
+        FakeReader.reads.append((start, stop))
+        if FakeReader.fail_starts.get(start, 0) > 0:
+            FakeReader.fail_starts[start] -= 1
+            raise OSError("disk went away")
+        for i in range(start, stop):
+            FakeReader.events.append(f"read ep{i}")
+            if i == 3:
+                yield Quarantined(f"ep{i}", "NaN in state")
+                continue
+            t = 3
+            yield Episode(
+                episode_id=f"ep{i}", source="droid", instruction=f"task {i}", fps=15.0,
+                frames={"cam": FrameSequence.from_array(np.zeros((t, 4, 4, 3), np.uint8))},
+                arm_state=np.full((t, 6), i, np.float32), gripper=np.zeros(t), actions=np.zeros((t, 7)),
+            )
+
+
+class FramePipeline(base.Pipeline):
+    """One `future` row per frame; the feature is the episode number."""
+
+    name = "future"
+
+    def annotate(self, episode):
+        if episode.episode_id == "ep5":
+            raise EpisodeError("annotator refused", episode.episode_id)
+        return [
+            {
+                "episode_id": episode.episode_id, "source": episode.source, "camera": "cam", "frame_index": t,
+                "target_index": min(t + 1, episode.num_frames - 1), "feature": [float(episode.arm_state[0, 0])] * 2,
+                "instruction": episode.instruction, "state": episode.arm_state[t].tolist(), "action": [0.0],
+            }
+            for t in range(episode.num_frames)
+        ]
+
+    def unit_stats(self, rows):
+        if rows:
+            FakeReader.events.append(f"rows {rows[0]['episode_id']}")
+        return {"frames": len(rows)}
+
+
+class UnlimitedPipeline(FramePipeline):
+    """FramePipeline that records how many units annotate at once."""
+
+    lock = threading.Lock()
+    active = peak = 0
+
+    def annotate(self, episode):
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.peak = max(cls.peak, cls.active)
+        time.sleep(0.05)
+        with cls.lock:
+            cls.active -= 1
+        return super().annotate(episode)
+
+
+class GpuPipeline(UnlimitedPipeline):
+    """The same pipeline holding a model: its units occupy the `test-gpu` global concurrency limit."""
+
+    concurrency_limit = "test-gpu"
+    lock = threading.Lock()
+    active = peak = 0
+
+
+@pytest.fixture
+def card_file(tmp_path):
+    """A source card of the synthetic `fake` format (a DROID-shaped card otherwise)."""
+    path = tmp_path / "fake-droid.yaml"
+    path.write_text("extends: droid\nname: fake-droid\ndescription: synthetic\nformat: fake\nlocation: memory://fake\n")
+    return str(path)
+
+
+@pytest.fixture
+def fake():
+    FakeReader.reads, FakeReader.events, FakeReader.fail_starts = [], [], {}
+    base._cached.cache_clear()  # worker pipelines are cached per process: start from the registered class
+    with READERS.override("fake", FakeReader), PIPELINES.override("future", FramePipeline):
+        yield FakeReader
+    base._cached.cache_clear()
+
+
+def run(tmp_path, card_file, **kw):
+    args = dict(source=card_file, pipeline="future", out=str(tmp_path / "out"), episodes_per_shard=4, retries=0)
+    return annotate(**(args | kw))
+
+
+def target(tmp_path):
+    return tmp_path / "out" / "future" / "fake-droid"
+
+
+def test_flow_writes_shards_manifest_quarantine_and_card(tmp_path, card_file, fake):
+    manifest = run(tmp_path, card_file)
+    assert manifest.complete and len(manifest.shards) == 3
+    assert manifest.rows == 8 * 3  # 10 episodes, 2 quarantined, 3 frames each
+    saved = json.loads((target(tmp_path) / "manifest.json").read_text())
+    assert saved["complete"] and len(saved["shards"]) == 3
+    quarantine = pq.read_table(target(tmp_path) / "quarantine.parquet").to_pylist()
+    assert {(q["episode_id"], q["stage"], q["reason"]) for q in quarantine} == {
+        ("ep3", "read", "NaN in state"), ("ep5", "annotate", "annotator refused"),
+    }
+    ids = pq.read_table(target(tmp_path) / "shards").column("episode_id").to_pylist()
+    assert sorted(set(ids)) == sorted(f"ep{i}" for i in range(10) if i not in (3, 5))
+    assert "| `feature` |" in (target(tmp_path) / "card.md").read_text()  # the card names every column
+
+
+def test_units_stream_each_episode_into_the_shard_before_reading_the_next(tmp_path, card_file, fake):
+    run(tmp_path, card_file, episodes_per_shard=10)
+    assert fake.events[:5] == ["read ep0", "rows ep0", "read ep1", "rows ep1", "read ep2"]
+    shard = json.loads((target(tmp_path) / "manifest.json").read_text())["shards"][0]
+    assert shard["stats"]["frames"] == 24  # per-episode statistics summed into the shard record
+
+
+def test_rerun_skips_units_the_manifest_records(tmp_path, card_file, fake):
+    run(tmp_path, card_file)
+    fake.reads.clear()
+    manifest = run(tmp_path, card_file)
+    assert fake.reads == [] and manifest.complete and manifest.rows == 24
+
+
+def test_rerun_after_a_lost_unit_redoes_only_that_unit(tmp_path, card_file, fake):
+    first = run(tmp_path, card_file)
+    saved = json.loads((target(tmp_path) / "manifest.json").read_text())
+    saved["shards"] = saved["shards"][:2]  # as if killed before the last unit was recorded
+    (target(tmp_path) / "manifest.json").write_text(json.dumps(saved))
+    fake.reads.clear()
+    second = run(tmp_path, card_file)
+    assert fake.reads == [(8, 10)]
+    assert [s.sha256 for s in second.shards] == [s.sha256 for s in first.shards]
+
+
+def test_changed_config_refuses_to_mix_outputs(tmp_path, card_file, fake):
+    run(tmp_path, card_file)
+    with pytest.raises(ConfigMismatchError, match="--overwrite"):
+        run(tmp_path, card_file, options={"threshold": 0.9})
+    assert run(tmp_path, card_file, options={"threshold": 0.9}, overwrite=True).complete
+
+
+def test_a_unit_that_fails_once_is_retried_and_the_run_completes(tmp_path, card_file, fake):
+    fake.fail_starts = {4: 1}
+    manifest = run(tmp_path, card_file, retries=1)
+    assert manifest.complete and manifest.rows == 24
+    assert fake.reads.count((4, 8)) == 2  # the failed try and the retry
+
+
+def test_failing_unit_is_quarantined_after_its_retries_and_the_run_goes_on(tmp_path, card_file, fake):
+    fake.fail_starts = {4: 99}
+    manifest = run(tmp_path, card_file, retries=1)
+    assert not manifest.complete and len(manifest.shards) == 2
+    assert fake.reads.count((4, 8)) == 2
+    quarantine = pq.read_table(target(tmp_path) / "quarantine.parquet").to_pylist()
+    assert any(q["stage"] == "unit" and "disk went away" in q["reason"] for q in quarantine)
+    fake.fail_starts = {}
+    assert run(tmp_path, card_file).complete  # the next run fills the gap
+
+
+def test_shards_load_with_hf_datasets(tmp_path, card_file, fake):
+    datasets = pytest.importorskip("datasets")
+    run(tmp_path, card_file)
+    shards = sorted(str(p) for p in (target(tmp_path) / "shards").glob("shard-*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files=shards, split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == 24
+    assert set(ds.column_names) == {c.name for c in load_output_card("future").columns}
+    assert ds[0]["feature"] == [0.0, 0.0]
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path, card_file, fake):
+    shards = target(tmp_path) / "shards"
+    shards.mkdir(parents=True)
+    (shards / ".tmp-deadbeef-shard-00000.parquet").write_bytes(b"half")
+    run(tmp_path, card_file)
+    assert not list(shards.glob(".tmp-*"))
+
+
+def test_model_heavy_units_hold_the_global_concurrency_limit(tmp_path, card_file, fake):
+    """With a `test-gpu` limit of 1 on the server, four threads never annotate two units at once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="test-gpu", limit=1))
+    peaks = {}
+    for cls in (UnlimitedPipeline, GpuPipeline):
+        cls.peak = 0
+        base._cached.cache_clear()
+        with PIPELINES.override("future", cls):
+            manifest = run_annotate(task_runner="threads", max_workers=4, source=card_file, pipeline="future",
+                                    out=str(tmp_path / cls.__name__), episodes_per_shard=2, retries=0)
+        assert manifest.rows == 24
+        peaks[cls.__name__] = cls.peak
+    assert peaks["UnlimitedPipeline"] >= 2  # without the limit, units do overlap here ...
+    assert peaks["GpuPipeline"] == 1  # ... and with it, never
