@@ -46,7 +46,7 @@ class Step:
 
     name: str
     run: Callable[[str, Manifest], Any]
-    retries: int = 2
+    retries: int | None = None  # None: the flow's `retries`
     on_failure: Callable[[str, Manifest, Exception], Any] | None = None
 
 

@@ -224,16 +224,17 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
     return failures
 
 
-def _run_steps(pipe: Pipeline, args: tuple, manifest: Manifest, target: str, logger) -> bool:
+def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, target: str, logger) -> bool:
     """Run the pipeline's steps in order, each a retried task; True when every one gave a result."""
     ok = True
     for step in pipe.steps():
-        step_task = run_step.with_options(name=f"{pipe.name}-{step.name}", retries=step.retries,
+        tries = retries if step.retries is None else step.retries
+        step_task = run_step.with_options(name=f"{pipe.name}-{step.name}", retries=tries,
                                           retry_delay_seconds=RETRY_DELAY_S)
         try:
             result = step_task(*args, target, step.name)
         except Exception as e:
-            logger.error(f"step {step.name} failed after {step.retries} retries: {e!r}")
+            logger.error(f"step {step.name} failed after {tries} retries: {e!r}")
             if step.on_failure is None:
                 ok = False
                 result = f"failed: {type(e).__name__}: {e}"
@@ -285,7 +286,7 @@ def annotate(
     manifest.quarantined = merge_quarantine(target, failures)
     manifest.stats = pipe.finalize(target, manifest)
     manifest.save(target)
-    steps_ok = _run_steps(pipe, (source, pipeline, options), manifest, target, logger)
+    steps_ok = _run_steps(pipe, (source, pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
     manifest.save(target)
     card_md = render_card(pipe.output, manifest, card)

@@ -57,3 +57,17 @@ def test_sample_droid_runs_end_to_end(tmp_path):
     assert validate_lerobot_v21(target / "lerobot") == []
     assert set(manifest.stats["primitives"]) <= {"move", "grasp", "lift", "transport", "lower", "place", "wait",
                                                  "wrist_rotate", "push", "pull", "press", "rotate", "reorient"}
+
+
+def test_a_label_studio_push_that_keeps_failing_is_retried_then_written_as_task_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "token")
+    card = write_synthetic_card(tmp_path)
+    with synthetic_format():
+        manifest = flow_module.annotate(source=card, pipeline="la", out=str(tmp_path / "out"), retries=1,
+                                        options={"plots": 0})
+    target = tmp_path / "out" / "la" / SYNTHETIC_SOURCE
+    assert manifest.complete and "push failed" in manifest.stats["review"]
+    assert "not reachable" in manifest.stats["review"] and (target / "review" / "tasks.json").exists()
+    clips = list((target / "review" / "media").glob("*.mp4"))
+    assert len(clips) == 2 * manifest.rows  # exterior and wrist clip of every segment, cut inside the units
