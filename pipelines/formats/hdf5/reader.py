@@ -47,6 +47,8 @@ class _Ref:
 def _as_matrix(values: np.ndarray) -> np.ndarray:
     """A T×... dataset → float32 T×D; T×4×4 pose matrices contribute their translation."""
     values = np.asarray(values)
+    if len(values) == 0:
+        raise EpisodeError("zero-length episode")
     if values.ndim == 3 and values.shape[1:] == (4, 4):
         values = values[:, :3, 3]
     return values.reshape(len(values), -1).astype(np.float32)

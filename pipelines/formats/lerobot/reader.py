@@ -223,6 +223,8 @@ class LeRobotReader(SourceReader):
                               filters=[("episode_index", "=", ref.episode_index)])
         if table.num_rows != ref.length:
             raise EpisodeError(f"parquet holds {table.num_rows} frames, episode metadata says {ref.length}")
+        if table.num_rows == 0:
+            raise EpisodeError("zero-length episode")
         array = {key: _column_to_array(table, key, self.features[key]["shape"])
                  for key in set(card.state.keys + card.action.keys + ([card.gripper.key] if card.gripper else []))}
         state = np.concatenate([array[k] for k in card.state.keys], axis=1)

@@ -144,6 +144,7 @@ def test_full_read_yields_one_episode_then_quarantines_empty_and_bad_in_order(da
         assert isinstance(record.reason, str) and record.reason.strip(), record
         assert record.episode_id and record.stage == "read"
     assert "non-finite values (NaN/inf) in arm_state" in items[BAD].reason, items[BAD].reason
+    assert "zero-length episode" in items[EMPTY].reason, items[EMPTY].reason  # the reason, not a crash message
     ids = [item.episode_id for item in items]
     assert len(set(ids)) == N_EPISODES, ids
 
