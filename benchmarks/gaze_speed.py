@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 BERT_VOCAB_SIZE = 30522
 BERT_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1010: ",", 1012: ".", 1029: "?"}
 

@@ -92,9 +92,9 @@ def synthetic_source(n: int, seed: int, fps: float, noise_scale: float = 1.0) ->
     """The sample's scripted episodes without rendering (pose = script exactly, plus the sample's
     sensor noise × `noise_scale`); truth by the sample's own definitions."""
     from pipelines.sample.generator.export import SensorNoise
-    from pipelines.sample.ground_truth import StaticRule, gripper_transitions, intervals_from_flags, tool_speeds
     from pipelines.sample.generator.motion import OPEN_GAP, TOOL_ROLL, script_motion
     from pipelines.sample.generator.plan import sample_task
+    from pipelines.sample.ground_truth import StaticRule, gripper_transitions, intervals_from_flags, tool_speeds
 
     rule, sensor = StaticRule(), SensorNoise()
     episodes, truth = [], {"keyframes": {}, "boundaries": {}, "labels": {}, "num_frames": {}}
@@ -131,8 +131,8 @@ def resting_source(n: int, seed: int, fps: float) -> tuple[list, dict[str, Any]]
     """Mostly resting episodes (rest, one min-jerk move, rest) with the sample's sensor noise;
     static truth by the sample's StaticRule on the noise-free pose."""
     from pipelines.sample.generator.export import SensorNoise
-    from pipelines.sample.ground_truth import StaticRule, intervals_from_flags, tool_speeds
     from pipelines.sample.generator.motion import TOOL_ROLL, min_jerk
+    from pipelines.sample.ground_truth import StaticRule, intervals_from_flags, tool_speeds
 
     rule, sensor = StaticRule(), SensorNoise()
     rng = np.random.default_rng(seed)

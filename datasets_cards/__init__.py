@@ -1,10 +1,5 @@
 """The contract between readers, annotators, flows and the trainer: cards and the canonical Episode."""
 
-from datasets_cards.constants import output_dir
-from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
-from datasets_cards.episode import Episode, FrameSequence
-from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, SchemaVersionError
-from datasets_cards.output import ColumnSpec, OutputCard, parse_type
 from datasets_cards.cards import (
     card_template,
     list_outputs,
@@ -13,6 +8,11 @@ from datasets_cards.cards import (
     load_source_card,
     source_card_from_file,
 )
+from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
+from datasets_cards.constants import output_dir
+from datasets_cards.episode import Episode, FrameSequence
+from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, SchemaVersionError
+from datasets_cards.output import ColumnSpec, OutputCard, parse_type
 from datasets_cards.source import SourceCard
 
 __all__ = [

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from datasets_cards.constants import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
+from datasets_cards.source import SourceCard
 from datasets_cards.storage import read_text, write_text_atomic
 
 
@@ -79,6 +80,10 @@ class Manifest(BaseModel):
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.current_shards)
+
+    def source_card(self) -> SourceCard:
+        """The source card exactly as the run used it (recorded in the config), wherever it was loaded from."""
+        return SourceCard.model_validate(self.config["source"])
 
     def completed_units(self) -> set[str]:
         return {s.unit for s in self.shards}

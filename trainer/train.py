@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets_cards import load_output_card, load_source_card
+from datasets_cards import load_output_card
 from trainer.collate import CardCollate, to_device
 from trainer.data import Holdout, ShardDataset, ShardLoader
 from trainer.models import ModelConfig

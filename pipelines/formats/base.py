@@ -13,8 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from datasets_cards import SourceCard
-from datasets_cards.registry import Registry, UnknownNameError, modules_named
-from pipelines.quarantine import Quarantined
+from datasets_cards.registry import Registry, modules_named
 
 # Format name → reader class; `pipelines/formats/<name>/reader.py` registers each built-in one.
 READERS: Registry[type[SourceReader]] = Registry("source format", builtins=modules_named("pipelines.formats", "reader"))
@@ -55,9 +54,7 @@ def open_reader(card: SourceCard, location: str | None = None) -> SourceReader:
     """The reader for `card.format`, pointed at `location` (default: the card's)."""
     try:
         # Imported on demand: the RLDS reader pulls TensorFlow, the others PyAV/h5py.
-        reader = READERS.get(card.format)
-    except UnknownNameError as e:
-        raise UnknownNameError(e.kind, e.name, e.known) from None
+        reader = READERS.get(card.format)  # an unknown format: UnknownNameError listing the formats
     except ImportError as e:
         raise ImportError(
             f"reading {card.format!r} sources needs an optional dependency ({e}); "

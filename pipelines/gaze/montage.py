@@ -59,7 +59,7 @@ def write_montage(out_dir: str, tiles: list[str]) -> str | None:
     images = []
     for relative in tiles:
         with fsspec.open(f"{out_dir}/{relative}", "rb") as f:
-            images.append(cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR))
+            images.append(np.ascontiguousarray(decode_image(f.read())[..., ::-1]))  # tiles are drawn in BGR
     if not images:
         return None
     ok, png = cv2.imencode(".png", tiles_to_montage(images))

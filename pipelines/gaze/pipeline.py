@@ -36,7 +36,6 @@ from annotators.gaze import (
     detections_to_track,
     gripper_to_holding,
     runs,
-    track_coverage,
 )
 from annotators.phrases import PhraseExtractor, TargetPhrases, make_phrase_extractor, to_detector_prompt
 from datasets_cards import Episode, EpisodeError, SourceCard

@@ -29,6 +29,7 @@ from pipelines.formats.lerobot.stats import frames_to_stats
 from pipelines.formats.lerobot.writer import EncodedVideo, LeRobotEpisode, write_lerobot_v21
 from pipelines.io import write_bytes_atomic, write_text_atomic
 from pipelines.io.video import VideoEncoder, decode_segment, pick_video_codec
+from pipelines.la.rows import BOUNDARY_CORRECTED
 
 LEROBOT_DIR = "lerobot"  # vision-free LA episodes, LeRobot v2.1
 LEROBOT_V_DIR = "lerobot_v"  # LA-V: the same episodes with camera videos
@@ -134,9 +135,17 @@ def stage_lav_videos(out_dir: str, episode: Episode, rows: list[dict[str, Any]])
 class _StagedClips:
     """LA-V clips of the staging folder, fetched to a local folder as the export needs them."""
 
-    def __init__(self, out_dir: str, local: str):
+    def __init__(self, out_dir: str, local: str, manifest: Manifest):
         self.fs, self.root = fsspec.core.url_to_fs(f"{out_dir}/{LAV_STAGING_DIR}")
         self.local = local
+        self.out_dir, self.manifest = out_dir, manifest
+        self._candidates: dict[str, list[dict[str, Any]]] | None = None
+
+    def candidates(self, episode_id: str) -> list[dict[str, Any]]:
+        """The episode's candidate segments (index, start, end); indexed on the first re-cut only."""
+        if self._candidates is None:
+            self._candidates = _candidates_by_episode(self.out_dir, self.manifest)
+        return self._candidates.get(episode_id, [])
 
     def cameras(self, row: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
         """camera → (H, W) of the row's staged clips, None when they are missing."""
@@ -162,14 +171,15 @@ class _StagedClips:
             self.fs.get(f"{self.root}/{name}.mp4", local)
         return local
 
-    def video(self, row: dict[str, Any], camera: str, candidates: list[dict[str, Any]], fps: float) -> EncodedVideo:
-        """The row's clip: the staged file itself, or one cut again from its episode's staged candidate clips."""
+    def video(self, row: dict[str, Any], camera: str, fps: float) -> EncodedVideo:
+        """The row's clip: the staged file itself, or, for a moved boundary, one cut from its episode's clips."""
         meta = self.meta(row["source_episode_id"], row["segment_index"], camera)
         length = row["end"] - row["start"]
-        if meta is not None and meta["shape"][0] == length and _staged_span(row, candidates) == (row["start"], row["end"]):
+        if BOUNDARY_CORRECTED not in row["flags"]:
             stats = {k: np.asarray(v) for k, v in meta["stats"].items()}
             return EncodedVideo(self.fetch(row["source_episode_id"], row["segment_index"], camera), length,
                                 tuple(meta["shape"][1:]), stats)
+        candidates = self.candidates(row["source_episode_id"])
         frames = self._recut(row, camera, candidates, fps)
         name = f"recut-{_clip_name(row['source_episode_id'], row['segment_index'], camera)}.mp4"
         local = os.path.join(self.local, name)
@@ -189,12 +199,6 @@ class _StagedClips:
             clip = decode_segment(path, start_time=0.0, num_frames=cand["end"] - cand["start"], fps=fps)
             parts.append(clip[lo - cand["start"]:hi - cand["start"]])
         return np.concatenate(parts)
-
-
-def _staged_span(row: dict[str, Any], candidates: list[dict[str, Any]]) -> tuple[int, int] | None:
-    """The [start, end) of the candidate that `row` was verified from (same segment index)."""
-    cand = next((c for c in candidates if c["segment_index"] == row["segment_index"]), None)
-    return None if cand is None else (cand["start"], cand["end"])
 
 
 def _candidates_by_episode(out_dir: str, manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
@@ -243,8 +247,7 @@ def write_lerobot_v(out_dir: str, manifest: Manifest, fps: float, robot_type: st
     Returns {"lav_episodes": written, "lav_missing": rows without staged clips (annotated without `lav`)}.
     """
     with tempfile.TemporaryDirectory(prefix="la-lav-export-") as tmp:
-        clips = _StagedClips(out_dir, tmp)
-        candidates = _candidates_by_episode(out_dir, manifest)
+        clips = _StagedClips(out_dir, tmp, manifest)
         rows = iter_rows(out_dir, manifest)
         written = missing = 0
         first = None
@@ -264,8 +267,7 @@ def write_lerobot_v(out_dir: str, manifest: Manifest, fps: float, robot_type: st
                 if clips.cameras(row) != shapes:
                     missing += 1
                     continue
-                episode_candidates = candidates.get(row["source_episode_id"], [])
-                videos = {CAMERA_KEY.format(camera=c): clips.video(row, c, episode_candidates, fps) for c in shapes}
+                videos = {CAMERA_KEY.format(camera=c): clips.video(row, c, fps) for c in shapes}
                 written += 1
                 yield LeRobotEpisode(task=row["instruction"], data=row_to_data(row), videos=videos)
 

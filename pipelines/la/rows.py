@@ -9,6 +9,8 @@ from annotators.keyframes import Keyframe
 from annotators.segments.base import Segment
 from datasets_cards import Episode, SourceCard
 
+BOUNDARY_CORRECTED = "boundary_corrected"  # flag of a row re-cut to the verifiers' start/end
+BOUNDARY_REJECTED = "boundary_correction_rejected"  # flag "...:<why>" when the correction did not fit
 
 def segments_to_rows(
     episode: Episode,

@@ -10,7 +10,6 @@ after the DROID paper's examples. Each has the object a human would ground.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest

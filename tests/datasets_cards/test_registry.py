@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from datasets_cards.registry import Registry, UnknownNameError, modules_in, modules_named
+from datasets_cards.registry import Registry, UnknownNameError, modules_in
 
 
 def test_unknown_name_lists_the_choices():

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import load_output_card
-from datasets_cards.constants import MANIFEST_FILE, SHARD_PATTERN, SHARDS_DIR
+from datasets_cards.constants import SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
 
 # Base-frame unit vectors of the LA instruction words (annotators/segments/templates.py).

@@ -29,9 +29,9 @@ import numpy as np
 
 from datasets_cards import Episode, EpisodeError, FrameSequence
 from datasets_cards.registry import Registry
+from pipelines.formats.base import SourceReader, register_reader
 from pipelines.io.video import decode_segment
 from pipelines.quarantine import Quarantined
-from pipelines.formats.base import SourceReader, register_reader
 
 ATTRS_PREFIX = "attrs/"
 

@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 
 from datasets_cards import Episode, EpisodeError, FrameSequence
 from datasets_cards.registry import Registry
+from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.lerobot import layout
 from pipelines.io.video import decode_segment
 from pipelines.quarantine import Quarantined
-from pipelines.formats.base import SourceReader, register_reader
 
 TASK_INSTRUCTION_KEY = "task"  # instruction_key meaning "the episode's task string via task_index"
 

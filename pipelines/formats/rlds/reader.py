@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from datasets_cards import Episode, EpisodeError, FrameSequence, SourceCard
-from pipelines.quarantine import Quarantined
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
+from pipelines.quarantine import Quarantined
 
 quiet_tensorflow()
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
-from datasets_cards import load_output_card, load_source_card
+from datasets_cards import load_output_card
 from datasets_cards.constants import CARD_FILE
 from datasets_cards.manifest import Generation, Manifest, now
 from datasets_cards.params.la import LaParams
@@ -31,6 +31,7 @@ from pipelines.base import merge_stats
 from pipelines.card import render_card
 from pipelines.io import ShardWriter, write_text_atomic
 from pipelines.la import export
+from pipelines.la.rows import BOUNDARY_CORRECTED, BOUNDARY_REJECTED
 from pipelines.la.stats import counts_to_stats, rows_to_counts
 
 VERIFIED_DIR = "verified"  # verified/<generation>/shard-*.parquet, beside the candidates in shards/
@@ -47,8 +48,6 @@ VERDICT_SCHEMA = pa.schema([
     pa.field("corrected_start", pa.int32()),  # frames of the source episode; null: the proposal stands
     pa.field("corrected_end", pa.int32()),  # exclusive
 ])
-BOUNDARY_CORRECTED = "boundary_corrected"  # flag of a row re-cut to the verifiers' start/end
-BOUNDARY_REJECTED = "boundary_correction_rejected"  # flag "...:<why>" when the correction did not fit
 FRAME_COLUMNS = ("state", "gripper", "actions")  # per-frame columns a boundary correction re-cuts
 
 
@@ -199,7 +198,7 @@ def publish(out_dir: str) -> dict[str, Any]:
     """LeRobot layouts and card.md from the generation in force (idempotent; the review flow retries it)."""
     out_dir = out_dir.rstrip("/")
     manifest = Manifest.load(out_dir)
-    source = load_source_card(manifest.source)
+    source = manifest.source_card()
     lav = bool((manifest.config.get("options") or {}).get("lav", False))
     manifest.stats = {**manifest.stats, "lerobot": export.write_layouts(out_dir, manifest, source, lav=lav)}
     manifest.save(out_dir)

@@ -25,9 +25,9 @@ from datasets_cards.manifest import Manifest
 from pipelines.card import render_card, stats_table
 from pipelines.io import read_text, write_text_atomic
 from pipelines.la.review.apply import apply_verdicts, publish
-from pipelines.labelstudio.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
 from pipelines.la.review.pull import save_review, verdicts_from_export
 from pipelines.la.review.push import PROJECT_FILE, load_run, project_title, push_candidates
+from pipelines.labelstudio.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
 
 PIPELINE = "la"
 # Review metrics that card.md shows next to apply_verdicts' own verification numbers.
@@ -94,7 +94,7 @@ def report(out_dir: str, metrics: dict[str, Any]) -> str:
     verification = {**manifest.stats.get("verification", {}), **shown}
     manifest.stats = {**manifest.stats, "verification": verification}
     manifest.save(out_dir)
-    card_md = render_card(load_output_card(PIPELINE), manifest, load_source_card(manifest.source))
+    card_md = render_card(load_output_card(PIPELINE), manifest, manifest.source_card())
     write_text_atomic(f"{out_dir}/{CARD_FILE}", card_md)
     return card_md
 

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from datasets_cards.constants import REVIEW_DIR
 from pipelines.io import write_bytes_atomic, write_text_atomic
-from pipelines.la.review.apply import VERDICT_SCHEMA
 from pipelines.la.review import labeling
+from pipelines.la.review.apply import VERDICT_SCHEMA
 
 VERDICTS_FILE = "verdicts.parquet"
 EXPORT_FILE = "export.json"

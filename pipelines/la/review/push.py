@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,13 @@ import fsspec
 import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
-from datasets_cards import Episode, SourceCard, load_source_card
+from datasets_cards import Episode, SourceCard
 from datasets_cards.constants import REVIEW_DIR
 from datasets_cards.manifest import Manifest
 from pipelines.io import write_text_atomic
 from pipelines.la.review import labeling
-from pipelines.labelstudio.clips import write_clip
 from pipelines.labelstudio.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
+from pipelines.labelstudio.clips import write_clip
 
 MEDIA_DIR = "media"
 TASKS_FILE = "tasks.json"
@@ -220,7 +219,7 @@ def _prepare(
         )
     out_dir = out_dir.removeprefix("file://")
     manifest = load_run(out_dir)
-    card = card or load_source_card(manifest.source)
+    card = card or manifest.source_card()
     cameras = review_cameras(card)
     rows = read_candidates(out_dir, manifest)
     clips, unreadable = find_segment_clips(out_dir, rows, cameras)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.sample.ground_truth import CARD_NAMES, episode_id
 from pipelines.sample.generator.simulate import SimEpisode
+from pipelines.sample.ground_truth import CARD_NAMES, episode_id
 
 
 @dataclass(frozen=True)

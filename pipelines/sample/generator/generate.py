@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.sample.generator.export import EXPORTERS, SensorNoise
+from pipelines.sample.generator.simulate import SchemaRender, SimEpisode, simulate_episode
 from pipelines.sample.generator.tables import build_tables, write_tables
 from pipelines.sample.ground_truth import GROUND_TRUTH_DIR, SCHEMAS, StaticRule
-from pipelines.sample.generator.simulate import SchemaRender, SimEpisode, simulate_episode
 
 BASE_FPS = 15.0  # simulation rate = DROID's; the other schemas take every n-th frame
 # Published rates and image sizes (H, W) of the three schemas, and the RLDS version each release uses.
@@ -81,8 +81,8 @@ def simulate_all(config: SampleConfig, progress=None) -> Iterator[SimEpisode]:
 
 def write_sample(sims: list[SimEpisode], out: Path, config: SampleConfig) -> dict[str, Path]:
     """Ground truth and RLDS data of every schema under `out/<schema>/`; returns the RLDS folders."""
-    from pipelines.sample.generator.rlds_schemas import rlds_schema
     from pipelines.formats.rlds.writer import write_rlds
+    from pipelines.sample.generator.rlds_schemas import rlds_schema
 
     renders = config.renders()
     written = {}

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.sample.generator.rlds_schemas import ImageSize, RldsSchema, rlds_schema
 from pipelines.formats.rlds.writer import write_rlds
+from pipelines.sample.generator.rlds_schemas import ImageSize, RldsSchema, rlds_schema
 
 FAULTS = ("nan_state", "empty_instruction", "corrupt_first_frame", "corrupt_late_frame", "zero_steps")
 NOT_AN_IMAGE = b"this is not a jpeg"

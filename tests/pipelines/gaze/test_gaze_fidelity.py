@@ -14,8 +14,8 @@ from annotators.detection import Detections, StubDetector  # noqa: E402
 from annotators.phrases import extract_phrases  # noqa: E402
 from benchmarks.fidelity import mean_box_iou  # noqa: E402
 from datasets_cards import load_source_card  # noqa: E402
-from pipelines.gaze.pipeline import GazePipeline  # noqa: E402
 from pipelines.formats import open_reader  # noqa: E402
+from pipelines.gaze.pipeline import GazePipeline  # noqa: E402
 
 CAMERA = "image_0"
 

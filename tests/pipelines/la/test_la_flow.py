@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from pipelines.flows import annotate as flow_module
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from tests.pipelines.la.conftest import CAMERAS, SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -71,3 +71,35 @@ def test_a_label_studio_push_that_keeps_failing_is_retried_then_written_as_task_
     assert "not reachable" in manifest.stats["review"] and (target / "review" / "tasks.json").exists()
     clips = list((target / "review" / "media").glob("*.mp4"))
     assert len(clips) == 2 * manifest.rows  # exterior and wrist clip of every segment, cut inside the units
+
+
+def test_lav_after_review_keeps_staged_clips_and_recuts_a_moved_boundary_from_them(run, tmp_path):
+    """LA-V of the verified generation without the source: staged clips, a moved boundary cut from them."""
+    import shutil
+
+    import av
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from datasets_cards.manifest import Manifest
+    from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
+
+    target, manifest = run
+    out = tmp_path / "la" / SYNTHETIC_SOURCE
+    shutil.copytree(target, out)
+    first = sorted(manifest.shards[0].episodes)[0]
+    names = VERDICT_SCHEMA.names
+    table = pa.Table.from_pylist([
+        dict(zip(names, (first, 0, 3.0, 2.0, 1, None, None, None, None))),
+        dict(zip(names, (first, 1, 3.0, 2.0, 1, None, None, 10, None))),  # the verifier moves the start
+    ], schema=VERDICT_SCHEMA)
+    apply_verdicts(str(out), table)
+    info = publish(str(out))
+    assert (info["lav_episodes"], info["lav_missing"]) == (2, 0)
+    assert validate_lerobot_v21(out / "lerobot_v") == []
+    rows = [r for s in Manifest.load(str(out)).current_shards for r in pq.read_table(out / s.path).to_pylist()]
+    recut = rows[1]
+    assert recut["start"] == 10 and "boundary_corrected" in recut["flags"]
+    video = out / "lerobot_v" / "videos" / "chunk-000" / f"observation.images.{CAMERAS[0]}" / "episode_000001.mp4"
+    with av.open(str(video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == recut["end"] - recut["start"]

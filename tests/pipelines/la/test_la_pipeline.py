@@ -12,11 +12,10 @@ import pytest
 
 from datasets_cards import Episode, load_output_card, load_source_card
 from datasets_cards.manifest import Manifest, ShardRecord
-from pipelines.base import make_pipeline
-from pipelines.io import ShardWriter
-from pipelines.base import merge_stats
-from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
+from pipelines.base import make_pipeline, merge_stats
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
+from pipelines.io import ShardWriter
+from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
 from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
 
 

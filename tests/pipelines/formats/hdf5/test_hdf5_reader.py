@@ -6,9 +6,9 @@ import pytest
 h5py = pytest.importorskip("h5py", reason="the hdf5 reader needs h5py")
 
 from datasets_cards import Episode, load_source_card  # noqa: E402
+from pipelines.formats import open_reader  # noqa: E402
 from pipelines.io.video import VideoEncoder  # noqa: E402
 from pipelines.quarantine import Quarantined  # noqa: E402
-from pipelines.formats import open_reader  # noqa: E402
 
 LIBERO = load_source_card("libero")
 EGODEX = load_source_card("egodex")

@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from datasets_cards import Episode, load_source_card
+from pipelines.formats import open_reader
 from pipelines.formats.lerobot.writer import LeRobotEpisode, write_lerobot_v21
 from pipelines.quarantine import Quarantined
-from pipelines.formats import open_reader
 from tests.pipelines.formats.lerobot_fixtures import (
     FPS,
     STATIC_KEY,

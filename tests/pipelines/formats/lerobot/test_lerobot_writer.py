@@ -4,9 +4,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.formats.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from pipelines.formats.lerobot.writer import LeRobotEpisode, write_lerobot_v21, write_lerobot_v30
-from pipelines.formats.lerobot.stats import aggregate_stats, array_to_stats, frames_to_stats
 from pipelines.io.video import count_frames
 from tests.pipelines.formats.lerobot_fixtures import (
     FPS,

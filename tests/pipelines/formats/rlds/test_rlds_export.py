@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from datasets_cards import load_output_card
-from datasets_cards.constants import MANIFEST_FILE, SHARD_PATTERN, SHARDS_DIR
+from datasets_cards.constants import SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
 from pipelines.formats.rlds.export import export_rlds
 from pipelines.io import ShardWriter

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from datasets_cards import Episode, FrameDecodeError, load_source_card
-from pipelines.quarantine import Quarantined
 from pipelines.formats import open_reader
 from pipelines.formats.rlds.reader import RldsReader, resolve_version_dir
+from pipelines.formats.rlds.writer import write_rlds
+from pipelines.quarantine import Quarantined
 from pipelines.sample.generator.rlds_schemas import rlds_schema
 from pipelines.sample.generator.synthetic_rlds import synthetic_episodes
-from pipelines.formats.rlds.writer import write_rlds
 from tests.pipelines.formats.rlds.conftest import FAULTS, N_EPISODES, N_STEPS, SCHEMAS
 from tests.pipelines.formats.rlds_fixtures import IMAGE_SIZE, INSTRUCTIONS, expected_gripper
 

@@ -8,9 +8,9 @@ import tensorflow_datasets as tfds
 
 from datasets_cards import load_source_card
 from pipelines.formats import open_reader
+from pipelines.formats.rlds.writer import write_rlds
 from pipelines.sample.generator.rlds_schemas import RLDS_SCHEMAS, rlds_schema
 from pipelines.sample.generator.synthetic_rlds import NOT_AN_IMAGE, synthetic_episodes
-from pipelines.formats.rlds.writer import write_rlds
 from tests.pipelines.formats.rlds_fixtures import IMAGE_SIZE
 
 RLDS_FLAGS = {"is_first", "is_last", "is_terminal"}

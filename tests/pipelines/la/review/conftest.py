@@ -19,8 +19,8 @@ from datasets_cards import load_output_card, load_source_card
 from datasets_cards.constants import SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
 from datasets_cards.params.la import LaParams
-from pipelines.io import ShardWriter
 from pipelines.formats import open_reader
+from pipelines.io import ShardWriter
 from pipelines.la.review.push import review_cameras, write_episode_clips
 from pipelines.labelstudio.server import DEFAULT_VENV, LabelStudioServer
 from tests.pipelines.formats.lerobot_fixtures import write_calvin_v21
@@ -82,7 +82,8 @@ def write_la_run(root: Path) -> LaRun:
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest = Manifest(
         pipeline="la", output_card_version=output.version, source=SOURCE, source_location=location,
-        config_hash="0123456789abcdef", config={"params": LaParams().model_dump(mode="json")},
+        config_hash="0123456789abcdef",
+        config={"source": card.model_dump(mode="json"), "params": LaParams().model_dump(mode="json")},
         code_version="test", created=now, updated=now, complete=True, planned_units=1,
         shards=[ShardRecord(unit="0:3", path=shard, rows=rows, bytes=size, sha256=sha,
                             episodes=[e.episode_id for e in episodes], seconds=0.0)],

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 import av
 import pytest
 
+from datasets_cards import Episode, FrameSequence
 from datasets_cards.constants import REVIEW_DIR
 from pipelines.la.review import labeling
-from datasets_cards import Episode, FrameSequence
 from pipelines.la.review.push import (
     LABEL_CONFIG_FILE,
     LOCAL_FILES_URL,

@@ -15,16 +15,15 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-
-from datasets_cards.manifest import Manifest
 import pytest
 
 from datasets_cards.constants import REVIEW_DIR
-from pipelines.la.review.flow import review
+from datasets_cards.manifest import Manifest
 from pipelines.la.review import labeling
-from pipelines.labelstudio.client import LabelStudioClient
+from pipelines.la.review.flow import review
 from pipelines.la.review.pull import METRICS_FILE, VERDICTS_FILE
 from pipelines.la.review.push import PROJECT_FILE, push_candidates
+from pipelines.labelstudio.client import LabelStudioClient
 from tests.pipelines.la.review.conftest import SOURCE, write_la_run
 
 pytestmark = pytest.mark.server
