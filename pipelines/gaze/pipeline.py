@@ -21,6 +21,7 @@ montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,6 +62,9 @@ class GazePipeline(Pipeline):
         # Built here, once per worker: missing weights stop the run before any unit starts.
         self.detector = detector or make_detector(self.params.detector, self.detector_config())
         self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
+        # Units of one worker share the model; one forward pass at a time: on a GPU they queue anyway, and
+        # on a CPU two torch calls from two threads oversubscribe the cores (each spins its own OpenMP team).
+        self.model_lock = threading.Lock()
 
     def detector_config(self) -> DetectorConfig:
         p = self.params
@@ -102,7 +106,8 @@ class GazePipeline(Pipeline):
 
     def track(self, frames: np.ndarray, prompts: list[str], fps: float) -> tuple[GazeTrack, list]:
         """Detect every frame, then make the track consistent within each run of one prompt."""
-        detections = self.detector.detect(list(frames), prompts)
+        with self.model_lock:
+            detections = self.detector.detect(list(frames), prompts)
         boxes, scores = detections_to_track(detections)
         height, width = frames.shape[1:3]
         p = self.params
