@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets_cards import Episode, SourceCard, load_source_card
+from datasets_cards import Episode, SourceCard, list_sources, load_source_card
 from datasets_cards.registry import UnknownNameError
 from pipelines.formats import READERS, Quarantined, open_reader
 
@@ -179,3 +179,9 @@ def test_unknown_format_raises_unknown_name_error_listing_the_registered_formats
     assert {"hdf5", "lerobot", "rlds"} <= set(info.value.known)
     # today "known: hdf5, lerobot, rlds"; joined from READERS so a new format does not break this test
     assert f"known: {', '.join(READERS.names())}" in message
+
+
+@pytest.mark.parametrize("name", list_sources())
+def test_every_committed_source_card_names_a_registered_format(name):
+    """Cards cannot see pipelines/formats/, so a card's format is checked here (and when a run opens it)."""
+    assert load_source_card(name).format in READERS.names()
