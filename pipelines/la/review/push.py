@@ -126,7 +126,8 @@ def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any
         for camera in cameras:
             path = clip_path(media_dir, key, camera)
             if not fs.exists(path):
-                write_clip(episode.frames[camera][row["start"]: row["end"]], episode.fps, path)
+                # load(): decoded once per episode and camera, and kept for the LA-V clips of the same unit
+                write_clip(episode.frames[camera].load()[row["start"]: row["end"]], episode.fps, path)
                 written += 1
     return written
 
