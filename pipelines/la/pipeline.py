@@ -24,7 +24,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
 from annotators.segments.base import SEGMENTERS, SegmentationInput, Segmenter
@@ -76,8 +78,6 @@ class LaPipeline(Pipeline):
         cache_path = self.options.get(f"{name}_cache") or (os.environ.get(ENV_VLM_CACHE) if name == "vlm" else None)
         cache = None
         if cache_path:
-            import fsspec
-
             cache = fsspec.get_mapper(str(cache_path), create=True)
         return factory(self.kinematic, cache=cache, **settings)
 
@@ -167,10 +167,11 @@ class LaPipeline(Pipeline):
 
     # -- after the units -----------------------------------------------------------------------------
     def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
-        records = [s.stats for s in sorted(manifest.shards, key=lambda s: s.path)]
+        shards = sorted(manifest.shards, key=lambda s: s.path)
+        records = [s.stats for s in shards]
         summed: dict[str, Any] = {}
-        for record in records:
-            summed = _merge_counts(summed, record)
+        for shard in shards:
+            summed = _merge_counts(summed, self._shard_counts(out_dir, shard))
         result = stats.counts_to_stats(summed)
         result["segmenter"] = self.segmenter_name
         tokens = [r["tokens"] for r in records if "tokens" in r]
@@ -183,6 +184,14 @@ class LaPipeline(Pipeline):
                                         output_per_episode=round(float(per_episode[:, 1].mean()), 1))
         result["plots"] = [p for r in records for p in r.get("plots", [])]
         return result
+
+    @staticmethod
+    def _shard_counts(out_dir: str, shard) -> dict[str, Any]:
+        """The shard record's counts; a record written before they existed is counted from its shard once."""
+        if all(k in shard.stats for k in stats.COUNT_KEYS):
+            return shard.stats
+        with fsspec.open(f"{out_dir}/{shard.path}", "rb") as f:
+            return stats.rows_to_counts(pq.read_table(f, columns=stats.COUNT_COLUMNS).to_pylist())
 
     def steps(self) -> list[Step]:
         steps = [Step("lerobot", self.write_lerobot)]

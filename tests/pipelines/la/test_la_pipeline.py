@@ -183,3 +183,12 @@ def test_corrected_boundaries_recut_the_segment_from_its_episode(run, tmp_path):
     assert any(f.startswith("boundary_correction_rejected:") for f in rejected["flags"])
     assert stats["corrected_boundaries"] == 2
     assert validate_lerobot_v21(f"{out}/lerobot") == []
+
+
+def test_finalize_counts_a_shard_whose_record_predates_the_counts(run, pipe):
+    """A folder written by an older version (shard records without counts) resumes with the same Table 3."""
+    out, manifest = run
+    old = manifest.model_copy(deep=True)
+    for shard in old.shards:
+        shard.stats = {k: v for k, v in shard.stats.items() if k not in ("source_episodes", "source_frames", "agreements")}
+    assert pipe.finalize(out, old)["table3"] == manifest.stats["table3"]
