@@ -16,6 +16,7 @@ for var, sub in {
     "TFDS_DATA_DIR": "tfds",
 }.items():
     os.environ.setdefault(var, str(_SESSION_HOME / sub))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as pipelines/__init__.py sets it, before torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
