@@ -42,3 +42,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def thread_keeps_its_scheduling_policy():
+    """No test may leave the main thread real-time: threads it starts inherit that and can own every core.
+
+    (SVT-AV1 did, as root; pipelines.io.video.keep_thread_scheduling puts it back.)
+    """
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    yield
+    after = os.sched_getscheduler(0), os.sched_getparam(0)
+    if after != before:
+        os.sched_setscheduler(0, *before)
+        pytest.fail(f"the test changed the main thread's scheduling from {before} to {after}")

@@ -7,7 +7,9 @@ starts at frame k starts at `from_timestamp = k / fps`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import IO
 
@@ -39,6 +41,26 @@ def pick_video_codec(sizes: list[tuple[int, int]] = (), preferred: tuple[str, ..
     raise RuntimeError(f"none of the video encoders {preferred} is available for frame sizes {list(sizes)}")
 
 
+@contextlib.contextmanager
+def keep_thread_scheduling() -> Iterator[None]:
+    """Give the calling thread back its scheduling policy after an encoder call.
+
+    SVT-AV1 (libsvtav1), when the process runs as root (containers, CI), switches the
+    thread that opens the encoder to SCHED_FIFO at priority 99. Every thread that thread
+    starts later inherits it, and two such threads busy-waiting (MKL's thread-exit cleanup
+    does) own both cores of a small machine for good: the whole process stalls.
+    """
+    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to keep
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
 def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
@@ -67,12 +89,15 @@ class VideoEncoder:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image, dtype=np.uint8), format="rgb24")
             frame.pts = self.frames_written
             frame.time_base = self._stream.codec_context.time_base
-            self._container.mux(self._stream.encode(frame))
+            with keep_thread_scheduling():  # the encoder opens on the first frame
+                packets = self._stream.encode(frame)
+            self._container.mux(packets)
             self.frames_written += 1
 
     def close(self) -> None:
-        self._container.mux(self._stream.encode())
-        self._container.close()
+        with keep_thread_scheduling():
+            self._container.mux(self._stream.encode())
+            self._container.close()
 
     def __enter__(self) -> VideoEncoder:
         return self
