@@ -15,6 +15,7 @@ SHARD_GLOB = "shard-*.parquet"
 MANIFEST_FILE = "manifest.json"
 QUARANTINE_FILE = "quarantine.parquet"
 QUARANTINE_STAGING_DIR = "_quarantine"  # one file per work unit, merged at the end
+EPISODE_IDS_FILE = "_staging/episode_ids.json"  # the run's episode ids, scanned once (a resume reuses them)
 CARD_FILE = "card.md"
 REVIEW_DIR = "review"
 PREFECT_HOME_DIR = ".prefect"

@@ -26,6 +26,10 @@ from datasets_cards.source import SourceCard
 from datasets_cards.storage import read_text, write_text_atomic
 
 
+class DuplicateEpisodeError(ValueError):
+    """Two shards of one run hold the same episode."""
+
+
 class ShardRecord(BaseModel):
     unit: str  # work-unit key: deterministic from the episodes it covers
     path: str  # relative to the output folder, e.g. "shards/shard-00003.parquet"
@@ -87,6 +91,24 @@ class Manifest(BaseModel):
 
     def completed_units(self) -> set[str]:
         return {s.unit for s in self.shards}
+
+    def add_shard(self, record: ShardRecord) -> None:
+        """Record a unit's shard; refuses one holding an episode another shard has (its rows would collide).
+
+        The shard writer refuses a repeated row key inside a shard, and every output key starts with
+        the episode id, so this keeps output keys unique over all shards of the run.
+        """
+        mine = set(record.episodes)
+        for other in self.shards:
+            if other.path == record.path:
+                continue
+            both = mine.intersection(other.episodes)
+            if both:
+                raise DuplicateEpisodeError(
+                    f"{record.path} and {other.path} both hold episode(s) {sorted(both)[:3]}: "
+                    "their rows would share output keys; the run stops instead of writing them"
+                )
+        self.shards = sorted([*(s for s in self.shards if s.path != record.path), record], key=lambda s: s.path)
 
     @staticmethod
     def path(out_dir: str) -> str:

@@ -94,7 +94,8 @@ class SourceCard(_Strict):
     action: ActionSpec
     pipelines: list[str]  # outputs this corpus is used for by default (pipelines with a params module)
     params: PipelineParams = PipelineParams()  # type: ignore[valid-type]
-    episode_id_key: str | None = None  # e.g. "episode_metadata/file_path"; None = reader's index
+    # Keys whose values together identify an episode (see `episode_id`); [] = the split and the index.
+    episode_id_keys: list[str] = Field(default_factory=list)
     reader_options: dict[str, Any] = Field(default_factory=dict)  # format-specific extras
 
     @field_validator("fps")
@@ -128,3 +129,19 @@ class SourceCard(_Strict):
 
     def cameras_with_view(self, view: str) -> list[str]:
         return [name for name, spec in self.cameras.items() if spec.view == view]
+
+
+EPISODE_ID_SEPARATOR = "#"
+
+
+def episode_id(card_name: str, split: str, index: int, key_values: list[Any] = ()) -> str:
+    """The run-wide episode id: the card's id key values joined by '#', in the card's order.
+
+    One key gives its value unchanged (DROID: the episode's file path); several give e.g.
+    "<bridge file_path>#<episode_id>". When a dataset stores no key (or a value is empty), the id is
+    "<card name>-<split>-<index:06d>", the episode's position in the split.
+    """
+    values = [str(v).strip() for v in key_values]
+    if values and all(values):
+        return EPISODE_ID_SEPARATOR.join(values)
+    return f"{card_name}-{split}-{index:06d}"

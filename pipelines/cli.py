@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,18 +26,53 @@ SAMPLE_PREFIX = "sample-"
 
 
 @contextmanager
-def reported_as_errors() -> Iterator[None]:
-    """Problems a user can fix (missing data, an unknown name, endpoint or server, a config clash) end the command
-    with one line and exit code 1 instead of a traceback; anything else is a bug and shows one."""
+def reported_as_errors(log: Path | None = None) -> Iterator[None]:
+    """Problems a user can fix (missing data or weights, an unknown name, endpoint or server, a config clash,
+    repeated episode ids) end the command with one line and exit code 1 instead of a traceback; anything else
+    is a bug and shows one. With `log`, the line names the run log that holds the tracebacks."""
     from annotators.segments.vlm.config import VlmConfigError
+    from datasets_cards.manifest import DuplicateEpisodeError
     from pipelines.flows.annotate import ConfigMismatchError
+    from pipelines.formats import DuplicateEpisodeIdError
     from pipelines.labelstudio.client import LabelStudioError
 
+    fixable = (FileNotFoundError, CardError, UnknownNameError, ConfigMismatchError, VlmConfigError, LabelStudioError,
+               DuplicateEpisodeIdError, DuplicateEpisodeError)  # missing weights are a FileNotFoundError
     try:
         yield
-    except (FileNotFoundError, CardError, UnknownNameError, ConfigMismatchError, VlmConfigError, LabelStudioError) as e:
-        console.print(f"[red]error:[/] {e}")
+    except fixable as e:
+        console.print(f"[red]error:[/] {e}" + (f"\n  (full log: {log})" if log else ""))
         raise typer.Exit(1) from e
+
+
+class _TerminalFilter(logging.Filter):
+    """Keep Prefect's tracebacks (and its restatement of a failure) off the terminal: the run log has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or record.exc_text:
+            return False
+        return not str(record.msg).startswith(("Finished in state Failed", "Finished in state Crashed"))
+
+
+@contextmanager
+def run_log(path: Path) -> Iterator[Path]:
+    """Every Prefect record of the command, tracebacks included, appended to `path`; the terminal gets the rest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    prefect_logger = logging.getLogger("prefect")
+    terminal = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    quiet = _TerminalFilter()
+    prefect_logger.addHandler(handler)
+    for h in terminal:
+        h.addFilter(quiet)
+    try:
+        yield path
+    finally:
+        prefect_logger.removeHandler(handler)
+        handler.close()
+        for h in terminal:
+            h.removeFilter(quiet)
 
 
 def _location_exists(location: str) -> bool:
@@ -52,7 +88,7 @@ def _location_exists(location: str) -> bool:
 def resolve_source(name: str, location: str | None) -> tuple[str, str | None]:
     """The card to run. A corpus that is not reachable here falls back, loudly, to its sample."""
     card = load_source_card(name)
-    if location or name.startswith(SAMPLE_PREFIX):
+    if location or name.startswith(SAMPLE_PREFIX) or Path(name).is_file():  # a card file is the user's own choice
         return name, location
     where = card.resolve_location()
     if _location_exists(where):
@@ -95,7 +131,7 @@ def annotate(
     retries: Annotated[int, typer.Option(help="tries after the first for a failed unit or export step")] = 2,
 ) -> None:
     """Run the annotate flow (resumable: re-running skips finished shards)."""
-    from pipelines.flows.annotate import run_annotate
+    from pipelines.flows.annotate import IncompleteRunError, run_annotate
 
     if location and "://" not in location and not Path(location).exists():  # remote ones are checked by their reader
         raise typer.BadParameter(f"--location {location} does not exist")
@@ -104,6 +140,7 @@ def annotate(
         card = load_source_card(name)
     except CardError as e:
         raise typer.BadParameter(str(e)) from e
+    dataset_card, name = name, card.name  # a card file runs as that file (its name may be a built-in card's)
     options = dict(_parse_option(o) for o in option)
     if pipeline and pipeline not in list_outputs():
         raise typer.BadParameter(f"unknown pipeline {pipeline!r}; known: {', '.join(list_outputs())}")
@@ -113,18 +150,37 @@ def annotate(
         console.print(f"[yellow]skipping {', '.join(skipped)}: not implemented in this version[/]")
     if not chosen:
         raise typer.BadParameter(f"no implemented pipeline among the card's {card.pipelines}; pass --pipeline")
+    worst = 0
     for pipe in chosen:
-        with reported_as_errors():
-            manifest = run_annotate(
-                task_runner=task_runner, address=address, max_workers=workers,
-                source=name, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
-                location=location, options=options, overwrite=overwrite, retries=retries,
-            )
         target = f"{out.rstrip('/')}/{pipe}/{name}"
+        with run_log(_log_path(out, pipe, name)) as log, reported_as_errors(log):
+            try:
+                manifest = run_annotate(
+                    task_runner=task_runner, address=address, max_workers=workers,
+                    source=dataset_card, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
+                    location=location, options=options, overwrite=overwrite, retries=retries,
+                )
+            except IncompleteRunError as e:
+                manifest, incomplete = e.manifest, e
+            else:
+                incomplete = None
         console.print(
             f"[green]{pipe}[/] ← {name}: {manifest.rows} rows in {len(manifest.shards)} shards, "
-            f"{manifest.quarantined} quarantined → {target}/{CARD_FILE}"
+            f"{manifest.quarantined} quarantined → {target}/{CARD_FILE}", soft_wrap=True,
         )
+        if incomplete is not None:  # the last line says what is missing
+            worst = max(worst, incomplete.exit_code)
+            console.print(f"[red]incomplete ({incomplete.exit_code}):[/] {pipe} ← {name}: {incomplete} "
+                          f"(log: {log})", soft_wrap=True)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _log_path(out: str, pipeline: str, source: str) -> Path:
+    """OUT/logs/<pipeline>-<source>.log when OUT is a local folder, else ./logs/ (outside the output,
+    so --overwrite never deletes the log of the run that is writing it)."""
+    root = Path(out) if "://" not in out else Path.cwd()
+    return root / "logs" / f"{pipeline}-{source}.log"
 
 
 @app.command()

@@ -16,6 +16,7 @@ on; it is not recorded as complete, so the next run retries it.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import deque
@@ -31,11 +32,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
+from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
-from datasets_cards import Episode, EpisodeError, load_source_card
+from datasets_cards import Episode, EpisodeError, SourceCard, load_source_card
 from datasets_cards.constants import (
     CARD_FILE,
+    EPISODE_IDS_FILE,
     QUARANTINE_FILE,
     QUARANTINE_STAGING_DIR,
     SHARD_PATTERN,
@@ -45,8 +48,8 @@ from datasets_cards.constants import (
 from datasets_cards.manifest import Manifest, ShardRecord, config_hash, now
 from pipelines.base import Pipeline, merge_stats, worker_pipeline
 from pipelines.card import render_card
-from pipelines.formats import open_reader
-from pipelines.io import ShardWriter, write_bytes_atomic, write_text_atomic
+from pipelines.formats import check_unique_episode_ids, open_reader
+from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_table
 from pipelines.runners import make_task_runner
 from pipelines.version import code_version
@@ -58,6 +61,34 @@ RETRY_DELAY_S = 2.0
 
 class ConfigMismatchError(RuntimeError):
     """The output folder was written with another configuration."""
+
+
+# Exit codes of `annotate` (README "Exit codes"): 0 done (episodes quarantined for their own faults
+# included), 1 an error a user can fix, 2 a bad command line, and the two below.
+EXIT_INCOMPLETE = 3  # units or steps failed after their retries; a re-run retries them
+EXIT_NOTHING_WRITTEN = 4  # every unit ran, yet a non-empty source gave no rows (all quarantined)
+
+
+class IncompleteRunError(RuntimeError):
+    """The run ended without doing its whole job; raised after everything it did is saved.
+
+    Raising (rather than returning) marks the Prefect flow run Failed, so deployments tell the truth too.
+    """
+
+    def __init__(self, message: str, manifest: Manifest, exit_code: int):
+        super().__init__(message)
+        self.manifest, self.exit_code = manifest, exit_code
+
+
+def _check_outcome(manifest: Manifest, episodes: int, failed_units: int, steps_ok: bool, target: str) -> None:
+    if failed_units or not steps_ok:
+        what = [f"{failed_units} of {manifest.planned_units} units failed"] if failed_units else []
+        what += [] if steps_ok else ["a step failed (see manifest stats)"]
+        raise IncompleteRunError(f"{' and '.join(what)}; quarantine.parquet has the reasons; re-run to retry",
+                                 manifest, EXIT_INCOMPLETE)
+    if episodes and manifest.rows == 0:
+        raise IncompleteRunError(f"no rows from {episodes} episodes: all {manifest.quarantined} quarantined "
+                                 f"(reasons in {target}/{QUARANTINE_FILE})", manifest, EXIT_NOTHING_WRITTEN)
 
 
 @dataclass(frozen=True)
@@ -117,11 +148,10 @@ def _annotate_episodes(
 
 @task(name="annotate-unit")
 def annotate_unit(
-    source: str, pipeline: str, location: str | None, options: dict[str, Any], out: str, unit: WorkUnit
+    card: SourceCard, pipeline: str, location: str | None, options: dict[str, Any], out: str, unit: WorkUnit
 ) -> ShardRecord:
     """Read a unit's episodes, annotate them, write one shard and the unit's quarantine part."""
     started = time.perf_counter()
-    card = load_source_card(source)
     pipe = worker_pipeline(pipeline, card, options)
     reader = open_reader(card, location)
     quarantined: list[Quarantined] = []
@@ -149,9 +179,9 @@ def annotate_unit(
 
 
 @task(name="pipeline-step")
-def run_step(source: str, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
+def run_step(card: SourceCard, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
     """One of the pipeline's steps on the saved manifest (retried by the flow; idempotent)."""
-    pipe = worker_pipeline(pipeline, load_source_card(source), options)
+    pipe = worker_pipeline(pipeline, card, options)
     step = next(s for s in pipe.steps() if s.name == name)
     return step.run(out, Manifest.load(out))
 
@@ -175,6 +205,19 @@ def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     pq.write_table(table, sink)
     write_bytes_atomic(f"{out}/{QUARANTINE_FILE}", sink.getvalue().to_pybytes())
     return table.num_rows
+
+
+def _episode_ids(reader, n: int, target: str) -> list[str]:
+    """The run's episode ids: scanned once (a full read of the id keys), then reused by every resume."""
+    path = f"{target}/{EPISODE_IDS_FILE}"
+    fs, root = fsspec.core.url_to_fs(path)
+    if fs.exists(root):
+        ids = json.loads(read_text(path))
+        if len(ids) == n:
+            return ids
+    ids = reader.episode_ids(0, n)
+    write_text_atomic(path, json.dumps(ids))
+    return ids
 
 
 def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, config: dict, overwrite: bool) -> Manifest:
@@ -218,7 +261,7 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
                 failures.append(Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit",
                                             manifest.source, unit.key))
                 continue
-            manifest.shards = sorted([*manifest.shards, record], key=lambda s: s.path)
+            manifest.add_shard(record)  # a shard repeating another's episode stops the run here
             manifest.save(target)
             logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
     return failures
@@ -270,6 +313,8 @@ def annotate(
     units = plan_units(n, episodes_per_shard)
     config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
     manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
+    # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
+    check_unique_episode_ids(card, _episode_ids(reader, n, target))
     done = manifest.completed_units()
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:
@@ -281,12 +326,14 @@ def annotate(
     logger.info(f"{card.name} → {pipeline}: {n} episodes, {len(units)} units, {len(todo)} to do, in {target}")
     manifest.save(target)
 
-    args = (source, pipeline, location, options)  # `source` as given: a card name or a card file
+    # Tasks get the card itself, not its name or file: a worker elsewhere may have neither (and a card
+    # file named like a built-in card must not turn into the built-in one).
+    args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
     manifest.stats = pipe.finalize(target, manifest)
     manifest.save(target)
-    steps_ok = _run_steps(pipe, (source, pipeline, options), retries, manifest, target, logger)
+    steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
     manifest.save(target)
     card_md = render_card(pipe.output, manifest, card)
@@ -294,8 +341,7 @@ def annotate(
     create_markdown_artifact(
         key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=card_md, description="annotate statistics"
     )
-    if failures:
-        logger.warning(f"{len(failures)} unit(s) failed and were quarantined; re-run to retry them")
+    _check_outcome(manifest, n, len(failures), steps_ok, target)
     return manifest
 
 

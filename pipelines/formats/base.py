@@ -33,11 +33,37 @@ class SourceReader(ABC):
         """Episodes in the card's split, cheaply (from metadata, not by decoding)."""
 
     @abstractmethod
+    def episode_ids(self, start: int, stop: int) -> list[str]:
+        """The ids `read` gives episodes [start, stop), found without decoding the episodes."""
+
+    @abstractmethod
     def read(self, start: int, stop: int) -> Iterator[object]:
         """Yield Episode or Quarantined for episodes [start, stop) in a deterministic order."""
 
     def __iter__(self) -> Iterator[object]:
         return self.read(0, self.num_episodes())
+
+
+class DuplicateEpisodeIdError(ValueError):
+    """The card's id keys do not tell two episodes of the run apart (a card error: declare more keys)."""
+
+
+def check_unique_episode_ids(card: SourceCard, ids: list[str], start: int = 0) -> None:
+    """Raise DuplicateEpisodeIdError naming the first repeated ids and where they are (reader positions)."""
+    first: dict[str, int] = {}
+    clashes: list[str] = []
+    for index, episode_id in enumerate(ids, start=start):
+        if episode_id in first:
+            clashes.append(f"{episode_id!r} at {first[episode_id]} and {index}")
+        else:
+            first[episode_id] = index
+    if clashes:
+        keys = card.episode_id_keys or ["(split, index)"]
+        raise DuplicateEpisodeIdError(
+            f"source {card.name!r}: {len(clashes)} episode id(s) repeat, so the id keys {keys} do not identify "
+            f"episodes: {'; '.join(clashes[:3])}{' ...' if len(clashes) > 3 else ''}. "
+            "Add keys to the card's episode_id_keys that make each episode unique (Bridge: file_path and episode_id)."
+        )
 
 
 def register_reader(fmt: str):

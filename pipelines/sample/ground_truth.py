@@ -15,9 +15,11 @@ Layout: ``<data>/<schema>/ground_truth/{episodes,frames,views}.parquet``
   close/open transition frames and the first gripper-close frame.
 
 Frame indices count the schema's own frames (DROID 15 Hz, Bridge 5 Hz, Fractal
-3 Hz). Episode ids are ``f"{card_name}-{index:06d}"``, which is what the RLDS
-reader produces: DROID and Bridge carry it in episode_metadata/file_path, and
-Fractal (no metadata) gets it from the reader's index fallback.
+3 Hz). Episode ids are what the RLDS reader gives each episode under its card's
+`episode_id_keys` (`episode_id`): the generator writes ``f"{card_name}-{index:06d}"``
+as episode_metadata/file_path, so DROID's id is that path, Bridge's is that path
+and the episode number ("sample-bridge-000003#3"), and Fractal (no metadata) gets
+the split-and-index form ("sample-fractal-train-000003").
 
 Definitions a perfect detector is scored against:
 - static frame: the true tool speed is below `static_speed` m/s and its yaw rate
@@ -38,7 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datasets_cards import load_source_card
 from datasets_cards.constants import PROJECT_ROOT
+from datasets_cards.source import episode_id as make_episode_id
 
 GROUND_TRUTH_DIR = "ground_truth"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "pipelines" / "sample" / "data"
@@ -56,8 +60,16 @@ class StaticRule:
     min_frames: int = 2  # ... and never a single frame (at 3 Hz one slow sample is not a pause)
 
 
-def episode_id(card_name: str, index: int) -> str:
+def sample_file_path(card_name: str, index: int) -> str:
+    """What the generator stores as episode_metadata/file_path for episode `index`."""
     return f"{card_name}-{index:06d}"
+
+
+def episode_id(card_name: str, index: int) -> str:
+    """The id the reader gives sample episode `index` (the ground truth's join key)."""
+    card = load_source_card(card_name)
+    metadata = {"episode_metadata/file_path": sample_file_path(card_name, index), "episode_metadata/episode_id": index}
+    return make_episode_id(card.name, card.split, index, [metadata[key] for key in card.episode_id_keys])
 
 
 def segments_from_labels(labels: list[str]) -> list[tuple[str, int, int]]:

@@ -1,4 +1,8 @@
-"""A run killed with SIGKILL at random points resumes to exactly the rows of an uninterrupted run."""
+"""A run killed with SIGKILL mid-run, again and again, resumes to exactly the rows of an uninterrupted run.
+
+Each kill lands once the run has written a given number of shards, plus a random delay, so it always
+lands mid-run (a fraction of the reference duration did not: resumed runs skip finished units).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,26 @@ def command(out: Path) -> list[str]:
     ]
 
 
+def shards_written(out: Path) -> int:
+    shards = out / PIPELINE / SOURCE / "shards"
+    return len(list(shards.glob("shard-*.parquet"))) if shards.exists() else 0
+
+
+def kill_after_shards(out: Path, env: dict, shards: int, jitter_s: float, deadline_s: float = 300) -> bool:
+    """Start a run, SIGKILL it `jitter_s` after it has `shards` shards; False if it finished first."""
+    proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + deadline_s
+    while proc.poll() is None and shards_written(out) < shards and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(jitter_s)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    return killed
+
+
 def rows(out: Path) -> list[tuple]:
     """Every row of the finished output (via the manifest), as sorted comparable tuples."""
     target = out / PIPELINE / SOURCE
@@ -45,24 +69,16 @@ def rows(out: Path) -> list[tuple]:
 @pytest.mark.skipif(f"{SOURCE}" not in list_sources(), reason="needs the embedded sample (sample-droid)")
 def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(prefect_api, tmp_path):
     env = {**os.environ, **prefect_api}
-    started = time.monotonic()
     subprocess.run(command(tmp_path / "reference"), env=env, check=True, capture_output=True, timeout=600)
-    duration = time.monotonic() - started
     expected = rows(tmp_path / "reference")
     assert len(expected) > EPISODES  # several segments per episode
 
     out = tmp_path / "killed"
     rng = random.Random(0)
-    kills = 0
-    for _ in range(4):
-        proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        time.sleep(rng.uniform(0.3, 0.9) * duration)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(30)
-    assert kills >= 2, "the run finished before it could be killed; the test proves nothing"
+    # Before the first shard (start-up or the first unit), then after 2 and 5 shards, each mid-unit.
+    kills = [kill_after_shards(out, env, shards, rng.uniform(0.0, 0.5)) for shards in (0, 2, 5)]
+    assert all(kills), f"a run finished before it could be killed ({kills}); the test proves nothing"
+    assert shards_written(out) < EPISODES
     subprocess.run(command(out), env=env, check=True, capture_output=True, timeout=600)
     assert rows(out) == expected
     shards = sorted(p.name for p in (out / PIPELINE / SOURCE / "shards").iterdir())

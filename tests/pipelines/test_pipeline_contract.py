@@ -50,10 +50,14 @@ class ContractReader:
         return Episode(episode_id, self.card.name, "put the red block in the bowl", item.fps, cameras,
                        state, gripper, actions)
 
+    EPISODES = [(GOOD, 135, True), (ONE_FRAME, 1, True), (UNDECODABLE, 135, False)]
+
+    def episode_ids(self, start, stop):
+        return [episode_id for episode_id, _, _ in self.EPISODES[start:stop]]
+
     def read(self, start, stop):
         ContractReader.reads.append((start, stop))
-        episodes = [(GOOD, 135, True), (ONE_FRAME, 1, True), (UNDECODABLE, 135, False)]
-        for episode_id, frames, decodable in episodes[start:stop]:
+        for episode_id, frames, decodable in self.EPISODES[start:stop]:
             yield self._episode(episode_id, frames, decodable)
 
 

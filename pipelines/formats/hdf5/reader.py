@@ -239,6 +239,9 @@ class Hdf5Reader(SourceReader):
     def num_episodes(self) -> int:
         return len(self._episode_refs())
 
+    def episode_ids(self, start: int, stop: int) -> list[str]:
+        return [ref.episode_id for ref in self._episode_refs()[start:stop]]
+
     def read(self, start: int, stop: int) -> Iterator[Episode | Quarantined]:
         for ref in self._episode_refs()[start:stop]:
             try:

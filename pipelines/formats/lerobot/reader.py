@@ -155,9 +155,15 @@ class LeRobotReader(SourceReader):
     def num_episodes(self) -> int:
         return len(self._episodes().episodes)
 
+    def _episode_id(self, ref: _EpisodeRef) -> str:
+        return f"{self.card.name}-{ref.episode_index:06d}"  # LeRobot's own episode_index is the dataset's key
+
+    def episode_ids(self, start: int, stop: int) -> list[str]:
+        return [self._episode_id(ref) for ref in self._episodes().episodes[start:stop]]
+
     def read(self, start: int, stop: int) -> Iterator[Episode | Quarantined]:
         for ref in self._episodes().episodes[start:stop]:
-            episode_id = f"{self.card.name}-{ref.episode_index:06d}"
+            episode_id = self._episode_id(ref)
             try:
                 yield self._episode(ref, episode_id)
             except EpisodeError as e:

@@ -16,9 +16,12 @@ Phases per episode:
    which the flow quarantines at the annotate stage.
 
 Card keys that the dataset does not have are a card error, raised up front with
-the keys it does have. Episode ids come from `episode_id_key` when it holds a
-non-empty value, otherwise `<card name>-<index:06d>`; an id seen twice in one
-read is quarantined (the shard writer's key check catches the rest).
+the keys it does have. Episode ids join the values of the card's
+`episode_id_keys` (episode-level keys; `datasets_cards.source.episode_id`),
+otherwise they are `<card name>-<split>-<index:06d>`. `episode_ids()` reads
+only those keys (TFDS partial decoding), so the flow can check that the ids are
+unique over the whole run before it cuts units; an id seen twice in one read is
+still quarantined.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from datasets_cards import Episode, EpisodeError, FrameSequence, SourceCard
+from datasets_cards.source import episode_id as make_episode_id
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 from pipelines.quarantine import Quarantined
@@ -136,6 +140,12 @@ class RldsReader(SourceReader):
                 _feature_at(tree, path)
             except KeyError:
                 missing.append(key)
+        step_level = [k for k in self.card.episode_id_keys if not self._is_episode_level(features, _split_key(k))]
+        if step_level:
+            raise ValueError(
+                f"source card {self.card.name!r}: episode_id_keys {step_level} are step keys; "
+                "an episode id needs episode-level keys (episode_metadata/...)"
+            )
         if missing:
             known = _leaf_keys(steps) + [k for k in _leaf_keys(features) if not k.startswith(f"{STEPS}/")]
             raise ValueError(
@@ -148,9 +158,7 @@ class RldsReader(SourceReader):
         keys = [card.instruction_key, *card.state.keys, *card.action.keys, *(c.key for c in card.cameras.values())]
         if card.gripper is not None:
             keys.append(card.gripper.key)
-        if card.episode_id_key:
-            keys.append(card.episode_id_key)
-        return keys
+        return keys + list(card.episode_id_keys)
 
     @staticmethod
     def _is_episode_level(features: tfds.features.FeaturesDict, path: list[str]) -> bool:
@@ -202,14 +210,31 @@ class RldsReader(SourceReader):
         return Quarantined(episode_id=episode_id, reason=reason, stage="read", source=self.card.name)
 
     def _episode_id(self, index: int, episode_level: Mapping[str, Any]) -> str:
-        key = self.card.episode_id_key
-        if key:
-            path = _split_key(key)
-            if path[0] in episode_level:
-                value = _to_python(_value_at(episode_level, path))
-                if str(value).strip():
-                    return str(value)
-        return f"{self.card.name}-{index:06d}"
+        values = [_to_python(_value_at(episode_level, _split_key(k))) for k in self.card.episode_id_keys]
+        return make_episode_id(self.card.name, self.card.split, index, values)
+
+    def episode_ids(self, start: int, stop: int) -> list[str]:
+        total = self.num_episodes()
+        start, stop = max(0, start), min(stop, total)
+        if start >= stop:
+            return []
+        if not self.card.episode_id_keys:
+            return [make_episode_id(self.card.name, self.card.split, i) for i in range(start, stop)]
+        wanted: dict[str, Any] = {}
+        for key in self.card.episode_id_keys:
+            *parents, leaf = _split_key(key)
+            node = wanted
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = True
+        dataset = self.builder.as_dataset(
+            split=f"{self.card.split}[{start}:{stop}]", decoders=tfds.decode.PartialDecoding(wanted),
+            shuffle_files=False, read_config=tfds.ReadConfig(try_autocache=False),
+        )
+        return [
+            self._episode_id(index, tf.nest.map_structure(lambda t: t.numpy(), dict(element)))
+            for index, element in enumerate(dataset, start=start)
+        ]
 
     def _episode(
         self,

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pipelines.sample.generator.simulate import SimEpisode
-from pipelines.sample.ground_truth import CARD_NAMES, episode_id
+from pipelines.sample.ground_truth import CARD_NAMES, sample_file_path
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def droid_episode(sim: SimEpisode, index: int, rng: np.random.Generator, noise: 
     noisy_gripper = np.clip(closure + rng.normal(0, noise.gripper, n), 0.0, 1.0)
     target_pose, target_joints, target_gripper = _next(pose), _next(joints), _next(closure)
     velocity = (target_pose - pose) * fps
-    eid = episode_id(CARD_NAMES["droid"], index)
+    eid = sample_file_path(CARD_NAMES["droid"], index)
     steps = []
     for k in range(n):
         steps.append(
@@ -116,7 +116,7 @@ def bridge_episode(sim: SimEpisode, index: int, rng: np.random.Generator, noise:
             }
         )
     metadata = {
-        "file_path": episode_id(CARD_NAMES["bridge"], index),
+        "file_path": sample_file_path(CARD_NAMES["bridge"], index),
         "episode_id": index,
         "has_image_0": True,
         "has_image_1": False,

@@ -130,7 +130,9 @@ def _bridge_episode(i: int, traj, frames, instruction: str, image_size: ImageSiz
                 "language_instruction": instruction,
             }
         )
-    metadata = {"file_path": f"/synthetic/bridge/raw/traj{i}", "episode_id": i, "has_image_0": True,
+    # As in real Bridge: trajectories recorded into one out.npy share its file_path, and episode_id
+    # numbers them inside that file, so only the pair identifies an episode.
+    metadata = {"file_path": f"/synthetic/bridge/raw/folder{i // 2}/out.npy", "episode_id": i % 2, "has_image_0": True,
                 "has_image_1": False, "has_image_2": False, "has_image_3": False, "has_language": bool(instruction)}
     return {"steps": steps, "episode_metadata": metadata}
 

@@ -12,11 +12,22 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from datasets_cards import Episode, EpisodeError, FrameSequence, load_output_card
+from datasets_cards.manifest import Manifest
 from pipelines import base
 from pipelines.base import PIPELINES
-from pipelines.flows.annotate import ConfigMismatchError, annotate, plan_units, run_annotate
+from pipelines.cli import app
+from pipelines.flows.annotate import (
+    EXIT_INCOMPLETE,
+    EXIT_NOTHING_WRITTEN,
+    ConfigMismatchError,
+    IncompleteRunError,
+    annotate,
+    plan_units,
+    run_annotate,
+)
 from pipelines.formats import READERS
 from pipelines.quarantine import Quarantined
 
@@ -46,6 +57,9 @@ class FakeReader:
 
     def num_episodes(self) -> int:
         return self.n
+
+    def episode_ids(self, start, stop):
+        return [f"ep{i}" for i in range(start, min(stop, self.n))]
 
     def read(self, start, stop):
         FakeReader.reads.append((start, stop))
@@ -195,8 +209,11 @@ def test_a_unit_that_fails_once_is_retried_and_the_run_completes(tmp_path, card_
 
 def test_failing_unit_is_quarantined_after_its_retries_and_the_run_goes_on(tmp_path, card_file, fake):
     fake.fail_starts = {4: 99}
-    manifest = run(tmp_path, card_file, retries=1)
-    assert not manifest.complete and len(manifest.shards) == 2
+    with pytest.raises(IncompleteRunError, match="1 of 3 units failed") as failed:
+        run(tmp_path, card_file, retries=1)  # the flow run ends Failed: deployments see it too
+    manifest, saved = failed.value.manifest, Manifest.load(str(target(tmp_path)))
+    assert failed.value.exit_code == EXIT_INCOMPLETE
+    assert not manifest.complete and len(manifest.shards) == len(saved.shards) == 2
     assert fake.reads.count((4, 8)) == 2
     quarantine = pq.read_table(target(tmp_path) / "quarantine.parquet").to_pylist()
     assert any(q["stage"] == "unit" and "disk went away" in q["reason"] for q in quarantine)
@@ -240,3 +257,29 @@ def test_model_heavy_units_hold_the_global_concurrency_limit(tmp_path, card_file
         peaks[cls.__name__] = cls.peak
     assert peaks["UnlimitedPipeline"] >= 2  # without the limit, units do overlap here ...
     assert peaks["GpuPipeline"] == 1  # ... and with it, never
+
+
+class RefusingPipeline(FramePipeline):
+    def annotate(self, episode):
+        raise EpisodeError("nothing to see", episode.episode_id)
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, ["annotate", *args, "--pipeline", "future", "--episodes-per-shard", "4"])
+
+
+def test_the_command_exits_0_with_quarantined_episodes_3_with_failed_units_4_with_no_rows(tmp_path, card_file, fake):
+    done = cli(card_file, "--out", str(tmp_path / "ok"), "--retries", "0")
+    assert done.exit_code == 0 and "24 rows in 3 shards, 2 quarantined" in done.output
+
+    fake.fail_starts = {0: 99, 4: 99, 8: 99}  # every unit fails
+    failed = cli(card_file, "--out", str(tmp_path / "failed"), "--retries", "0")
+    assert failed.exit_code == EXIT_INCOMPLETE and "3 of 3 units failed" in failed.output.splitlines()[-1]
+    assert "disk went away" in (tmp_path / "failed" / "logs" / "future-fake-droid.log").read_text()
+
+    fake.fail_starts = {}
+    base._cached.cache_clear()
+    with PIPELINES.override("future", RefusingPipeline):
+        empty = cli(card_file, "--out", str(tmp_path / "empty"))
+    assert empty.exit_code == EXIT_NOTHING_WRITTEN
+    assert "no rows from 10 episodes: all 10 quarantined" in empty.output.splitlines()[-1]

@@ -28,6 +28,9 @@ class SyntheticReader:
     def num_episodes(self) -> int:
         return 3
 
+    def episode_ids(self, start, stop):
+        return [f"droid-{i:06d}" for i in range(start, stop)]
+
     def read(self, start, stop):
         for i in range(start, stop):
             item, _ = phase_trajectory(PICK_AND_PLACE, seed=i)
@@ -35,7 +38,7 @@ class SyntheticReader:
             rng = np.random.default_rng(i)
             frames = {c: FrameSequence.from_array(rng.integers(0, 255, (t, 16, 24, 3), dtype=np.uint8)) for c in CAMERAS}
             actions = np.concatenate([item.arm_state, item.gripper[:, None]], axis=1)
-            yield Episode(f"droid-{i:06d}", "droid", "put the cup in the bowl", item.fps, frames,
+            yield Episode(self.episode_ids(i, i + 1)[0], "droid", "put the cup in the bowl", item.fps, frames,
                           item.arm_state, item.gripper, actions)
 
 

@@ -58,8 +58,8 @@ def test_gripper_is_normalised_to_zero_open_one_closed(clean_rlds, schema):
     ("schema", "first_id"),
     [
         ("droid", "/synthetic/droid/success/episode_000000/trajectory.h5"),
-        ("bridge", "/synthetic/bridge/raw/traj0"),
-        ("fractal", "fractal-000000"),  # no episode_id_key: the reader's index
+        ("bridge", "/synthetic/bridge/raw/folder0/out.npy#0"),  # file_path and episode_id repeat, the pair does not
+        ("fractal", "fractal-train-000000"),  # no episode_id_keys: the split and the index
     ],
 )
 def test_episode_ids_are_unique_and_the_same_for_any_range(clean_rlds, schema, first_id):
@@ -69,6 +69,14 @@ def test_episode_ids_are_unique_and_the_same_for_any_range(clean_rlds, schema, f
     assert ids[0] == first_id
     assert len(set(ids)) == N_EPISODES
     assert [e.episode_id for e in reader.read(1, N_EPISODES)] == ids[1:]
+    assert reader.episode_ids(0, N_EPISODES) == ids  # the id scan (no decoding) agrees with reading
+    assert reader.episode_ids(1, 99) == ids[1:]
+
+
+def test_an_id_key_at_step_level_is_a_card_error(clean_rlds):
+    card = load_source_card("bridge").model_copy(update={"episode_id_keys": ["language_instruction"]})
+    with pytest.raises(ValueError, match="episode-level keys"):
+        RldsReader(card, str(clean_rlds["bridge"])).num_episodes()
 
 
 @pytest.mark.parametrize(("start", "stop", "expected"), [(0, 0, []), (2, 2, []), (5, 9, []), (-3, 1, [0]), (2, 99, [2])])
@@ -156,7 +164,7 @@ def test_empty_and_duplicate_episode_ids(tmp_path):
 
     first, second, third = _reader("droid", path)
     assert isinstance(first, Episode)
-    assert second.episode_id == "droid-000001"
+    assert second.episode_id == "droid-train-000001"
     assert isinstance(third, Quarantined) and "duplicate episode id" in third.reason
 
 

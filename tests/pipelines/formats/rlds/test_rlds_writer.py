@@ -85,7 +85,10 @@ def test_episodes_read_back_in_order_with_arrays_and_bytes_as_given(tmp_path):
     builder = tfds.builder_from_directory(str(path))
     skip = {"steps": {"observation": {f"image_{i}": tfds.decode.SkipDecoding() for i in range(4)}}}
     read = list(tfds.as_numpy(builder.as_dataset(split="train", decoders=skip)))
-    assert [e["episode_metadata"]["episode_id"] for e in read] == [0, 1, 2]
+    assert [(e["episode_metadata"]["file_path"].decode(), e["episode_metadata"]["episode_id"]) for e in read] == [
+        ("/synthetic/bridge/raw/folder0/out.npy", 0), ("/synthetic/bridge/raw/folder0/out.npy", 1),
+        ("/synthetic/bridge/raw/folder1/out.npy", 0),
+    ]
     steps = list(read[1]["steps"])
     assert steps[2]["observation"]["image_0"] == NOT_AN_IMAGE
     np.testing.assert_allclose(steps[0]["observation"]["state"], episodes[1]["steps"][0]["observation"]["state"])
