@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.install-stamp
-EXTRAS ?= models,tfds,sim,vlm,dev
+EXTRAS ?= models,tfds,sim,vlm,kinematics,dev
 
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.install-stamp

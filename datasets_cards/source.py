@@ -8,6 +8,7 @@ card's `params:` block states only what differs from their defaults.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,17 @@ class CameraSpec(_Strict):
     view: str = "exterior"  # exterior | wrist | ego: lets pipelines pick views without names
 
 
+ROTATIONS = ("euler_<seq>", "quat_xyzw", "quat_wxyz", "rotvec", "none")
+EULER_ROTATION = re.compile(r"euler_([xyz]{3}|[XYZ]{3})$")  # scipy sequences: lower = extrinsic, upper = intrinsic
+
+
+def validate_rotation(rotation: str) -> str:
+    """`rotation` if it names a known orientation representation, else ValueError listing them."""
+    if rotation in ROTATIONS[1:] or EULER_ROTATION.match(rotation):
+        return rotation
+    raise ValueError(f"unknown rotation representation {rotation!r}; known: {', '.join(ROTATIONS)}")
+
+
 class StateSpec(_Strict):
     """Where the arm state lives. Several keys are concatenated in order."""
 
@@ -33,6 +45,30 @@ class StateSpec(_Strict):
     dims: list[int] | None = None  # indices kept after concatenation (None = all)
     names: list[str] = Field(default_factory=list)  # human names of the kept dims, e.g. x,y,z,roll,pitch,yaw
     frame: str = "base"  # frame the Cartesian part is expressed in
+    # ee_pose: xyz (m) then the orientation as `rotation` says; joint: joint positions (rad, m).
+    space: Literal["ee_pose", "joint"] = "ee_pose"
+    # How an ee_pose stores orientation (annotators.kinematics.pose): euler_<seq> (scipy sequence,
+    # euler_xyz = extrinsic, as DROID and Bridge), quat_xyzw, quat_wxyz, rotvec, or none.
+    rotation: str = "euler_xyz"
+    urdf: str | None = None  # joint space: the robot's URDF (relative = to the project root), for forward kinematics
+    ee_frame: str | None = None  # joint space: the URDF frame whose pose is the end effector
+
+    @field_validator("rotation")
+    @classmethod
+    def _known_rotation(cls, v: str) -> str:
+        return validate_rotation(v)
+
+    @model_validator(mode="after")
+    def _joint_space_names_its_kinematics(self) -> StateSpec:
+        if (self.urdf is None) != (self.ee_frame is None):
+            raise ValueError("state.urdf and state.ee_frame go together (forward kinematics needs both)")
+        return self
+
+    def resolve_urdf(self) -> Path | None:
+        if self.urdf is None:
+            return None
+        path = Path(self.urdf)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 class GripperSpec(_Strict):

@@ -42,7 +42,7 @@ class SegmentationInput:
     episode_id: str
     task: str  # original instruction
     fps: float
-    arm_state: np.ndarray  # T×D, Cartesian xyz first (base frame), then orientation
+    arm_state: np.ndarray  # T×6 canonical pose (annotators.kinematics.pose): base-frame xyz, extrinsic xyz Euler
     gripper: np.ndarray  # T, 0 = open, 1 = closed
     state_names: Sequence[str] = ()
     keyframe_hints: Sequence[str] = ()  # "1.20s: static", "2.00s: gripper close"

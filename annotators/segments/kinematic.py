@@ -43,6 +43,7 @@ import numpy as np
 from scipy.signal import find_peaks, savgol_filter
 from scipy.spatial.transform import Rotation
 
+from annotators.kinematics.pose import CANONICAL_EULER
 from annotators.segments.base import SEGMENTERS, Segment, SegmentationInput
 from annotators.segments.templates import displacement_to_directions, instruction_for
 from datasets_cards.params.la import KinematicParams
@@ -75,12 +76,12 @@ def _derivative(values: np.ndarray, fps: float, window: int) -> np.ndarray:
     return savgol_filter(values, window, 2, deriv=1, delta=1.0 / fps, axis=0)
 
 
-def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, euler: str, window: int) -> np.ndarray:
-    """T×D state with Euler angles in dims 3:6 → T×3 angular velocity (rad/s) in the tool frame."""
+def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, window: int) -> np.ndarray:
+    """T×6 canonical pose (annotators.kinematics.pose) → T×3 angular velocity (rad/s) in the tool frame."""
     t = len(arm_state)
     if arm_state.shape[1] < 6 or t < 2:
         return np.zeros((t, 3))
-    rotations = Rotation.from_euler(euler, arm_state[:, 3:6])
+    rotations = Rotation.from_euler(CANONICAL_EULER, arm_state[:, 3:6])
     relative = (rotations[:-1].inv() * rotations[1:]).as_rotvec() * fps  # body frame, between frames
     omega = np.concatenate([relative[:1], (relative[:-1] + relative[1:]) / 2, relative[-1:]])  # centred
     if window >= 3 and t >= window:
@@ -95,7 +96,7 @@ def episode_to_features(arm_state: np.ndarray, gripper: np.ndarray, fps: float, 
     window = _odd_window(params.smoothing_s, fps, t)
     position = state[:, :3]
     velocity = _derivative(position, fps, window)
-    omega = arm_state_to_angular_velocity(state, fps, params.euler, window)
+    omega = arm_state_to_angular_velocity(state, fps, window)
     rate = _derivative(g, fps, _odd_window(params.gripper_smoothing_s, fps, t))
     speed = np.linalg.norm(velocity, axis=1)
     horizontal = np.linalg.norm(velocity[:, :2], axis=1)

@@ -89,7 +89,6 @@ class KinematicParams(Params):
     contact_closed_level: float | None = 0.9
     contact_band_m: float = 0.03  # contact only within this height above the episode's lowest point
     tool_axis_share: float = 0.7  # rotation about the tool z axis ≥ this share = wrist_rotate / rotate
-    euler: str = "xyz"  # scipy convention of the orientation dims (DROID: extrinsic xyz)
     wait_min_s: float = 0.8  # a pause at least this long is `wait`; shorter ones join a neighbour
     min_segment_s: float = 0.3  # shorter runs are absorbed by a neighbour
     direction_share: float = 0.5  # axes with ≥ this share of the largest displacement are named

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
+from annotators.kinematics import POSE_NAMES, PoseError, pose_from_state
 from annotators.segments.base import SEGMENTERS, SegmentationInput, Segmenter
 from annotators.segments.kinematic import KinematicSegmenter
 from datasets_cards import Episode, EpisodeError, SourceCard
@@ -57,6 +58,8 @@ class LaPipeline(Pipeline):
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
         super().__init__(source, options)
         self.params = with_overrides(source.params.la, self.options)
+        # Keyframes and segments read the canonical end-effector pose, however the card stores it.
+        self.pose = pose_from_state(source.state, source.name)
         self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
         self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
@@ -83,7 +86,11 @@ class LaPipeline(Pipeline):
 
     # -- annotate ----------------------------------------------------------------------------------
     def segmentation_input(self, episode: Episode) -> tuple[SegmentationInput, list]:
-        keyframes = episode_to_keyframes(episode.arm_state, episode.gripper, episode.fps, self.params.keyframes)
+        try:
+            pose = self.pose(episode.arm_state)
+        except PoseError as e:
+            raise EpisodeError(f"no end-effector pose: {e}", episode.episode_id) from e
+        keyframes = episode_to_keyframes(pose, episode.gripper, episode.fps, self.params.keyframes)
         frames = {}
         if self.segmenter is not self.kinematic:  # only the VLM looks at pixels (decoded lazily)
             views = {name: spec.view for name, spec in self.source.cameras.items()}
@@ -92,9 +99,9 @@ class LaPipeline(Pipeline):
             episode_id=episode.episode_id,
             task=episode.instruction,
             fps=episode.fps,
-            arm_state=episode.arm_state,
+            arm_state=pose,
             gripper=episode.gripper,
-            state_names=list(self.source.state.names),
+            state_names=list(POSE_NAMES),
             keyframe_hints=keyframes_to_hints(keyframes, episode.fps),
             keyframes=[k.frame for k in keyframes],
             frames=frames,
