@@ -10,12 +10,13 @@ from datasets_cards.cards import (
 )
 from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
 from datasets_cards.constants import output_dir
-from datasets_cards.episode import Episode, FrameSequence
+from datasets_cards.episode import GRIPPER_RAW, Episode, FrameSequence
 from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, SchemaVersionError
 from datasets_cards.output import ColumnSpec, OutputCard, parse_type
 from datasets_cards.source import SourceCard
 
 __all__ = [
+    "GRIPPER_RAW",
     "CardError",
     "ColumnSpec",
     "Episode",

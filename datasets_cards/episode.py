@@ -83,6 +83,9 @@ class FrameSequence(Sequence[np.ndarray]):
         return self._cache
 
 
+GRIPPER_RAW = "gripper_raw"  # metadata key: T float32 gripper values as stored, before normalising
+
+
 @dataclass
 class Episode:
     """One demonstration in canonical form.
@@ -104,7 +107,7 @@ class Episode:
     arm_state: np.ndarray  # T×D float32, the arm only (no gripper)
     gripper: np.ndarray  # T float32, 0 = open, 1 = closed
     actions: np.ndarray  # T×A float32, layout named by the source card
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # reader extras; GRIPPER_RAW: the raw gripper channel
 
     def __post_init__(self) -> None:
         self.arm_state = np.asarray(self.arm_state, dtype=np.float32)

@@ -79,12 +79,26 @@ class GripperSpec(_Strict):
     open_value: float  # raw value meaning fully open
     closed_value: float  # raw value meaning fully closed
     source: Literal["state", "action"] = "state"  # LIBERO/CALVIN only log the commanded ±1 action
+    # True: open/closed come from the data (robust percentiles of the raw channel over the run's first
+    # episodes, recorded in the manifest); the card's values then only say which end is open.
+    calibrate: bool = False
 
     @model_validator(mode="after")
     def _distinct(self) -> GripperSpec:
         if self.open_value == self.closed_value:
             raise ValueError(f"gripper open_value and closed_value are both {self.open_value}")
         return self
+
+    def calibrated(self, raw, percentiles: tuple[float, float] = (2.0, 98.0)) -> GripperSpec:
+        """This spec with open/closed at the `percentiles` of the raw values, keeping the direction."""
+        import numpy as np
+
+        low, high = (float(v) for v in np.percentile(np.asarray(raw, dtype=np.float64), percentiles))
+        if high - low <= 1e-6 * max(1.0, abs(high)):
+            raise ValueError(f"cannot calibrate the gripper: its raw channel stays at {low:g} in the episodes read")
+        opens_low = self.open_value < self.closed_value
+        return self.model_copy(update={"open_value": low if opens_low else high,
+                                       "closed_value": high if opens_low else low})
 
     def normalise(self, raw):
         """Raw values → [0, 1] with 0 = open, 1 = closed (clipped)."""

@@ -49,6 +49,7 @@ from datasets_cards.manifest import Manifest, ShardRecord, config_hash, now
 from pipelines.base import Pipeline, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.formats import check_unique_episode_ids, open_reader
+from pipelines.gripper_survey import survey_gripper
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_table
 from pipelines.runners import make_task_runner
@@ -304,12 +305,16 @@ def annotate(
     logger = get_run_logger()
     options = dict(options or {})
     card = load_source_card(source)
-    pipe = worker_pipeline(pipeline, card, options)
     target = output_dir(out, pipeline, card.name)
-
     reader = open_reader(card, location)
     total = reader.num_episodes()
     n = total if limit is None else min(total, limit)
+    card, gripper = survey_gripper(card, reader, n)  # the card the units get: its gripper calibrated if asked
+    if gripper.get("calibrated"):
+        reader = open_reader(card, location)
+    if "warning" in gripper:
+        logger.warning(gripper["warning"])
+    pipe = worker_pipeline(pipeline, card, options)
     units = plan_units(n, episodes_per_shard)
     config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
     manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
@@ -331,7 +336,7 @@ def annotate(
     args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
-    manifest.stats = pipe.finalize(target, manifest)
+    manifest.stats = {**pipe.finalize(target, manifest), **({"gripper": gripper} if gripper else {})}
     manifest.save(target)
     steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)

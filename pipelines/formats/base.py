@@ -12,7 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
-from datasets_cards import SourceCard
+import numpy as np
+
+from datasets_cards import GRIPPER_RAW, Episode, SourceCard
 from datasets_cards.registry import Registry, modules_named
 
 # Format name → reader class; `pipelines/formats/<name>/reader.py` registers each built-in one.
@@ -39,6 +41,11 @@ class SourceReader(ABC):
     @abstractmethod
     def read(self, start: int, stop: int) -> Iterator[object]:
         """Yield Episode or Quarantined for episodes [start, stop) in a deterministic order."""
+
+    def raw_gripper(self, start: int, stop: int) -> list[np.ndarray]:
+        """The gripper channel as stored (before normalising) of the readable episodes in [start, stop)."""
+        return [item.metadata[GRIPPER_RAW] for item in self.read(start, stop)
+                if isinstance(item, Episode) and GRIPPER_RAW in item.metadata]
 
     def __iter__(self) -> Iterator[object]:
         return self.read(0, self.num_episodes())

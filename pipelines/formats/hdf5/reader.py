@@ -21,13 +21,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from functools import partial
 
 import fsspec
 import h5py
 import numpy as np
 
-from datasets_cards import Episode, EpisodeError, FrameSequence
+from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence
 from datasets_cards.registry import Registry
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.io.video import decode_segment
@@ -113,12 +114,16 @@ class _Layout(ABC):
         state = np.concatenate([data[k] for k in card.state.keys], axis=1)
         if card.state.dims is not None:
             state = state[:, card.state.dims]
-        gripper = (np.zeros(length, np.float32) if card.gripper is None
-                   else card.gripper.normalise(data[card.gripper.key][:, card.gripper.index or 0]))
+        metadata: dict[str, Any] = {"file": ref.path, "group": ref.group}
+        if card.gripper is None:
+            gripper = np.zeros(length, np.float32)
+        else:
+            metadata[GRIPPER_RAW] = np.asarray(data[card.gripper.key][:, card.gripper.index or 0], np.float32)
+            gripper = card.gripper.normalise(metadata[GRIPPER_RAW])
         return Episode(
             episode_id=ref.episode_id, source=card.name, instruction=instruction, fps=card.fps, frames=frames,
             arm_state=state, gripper=gripper, actions=np.concatenate([data[k] for k in card.action.keys], axis=1),
-            metadata={"file": ref.path, "group": ref.group},
+            metadata=metadata,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from functools import partial
 
 import fsspec
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datasets_cards import Episode, EpisodeError, FrameSequence
+from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence
 from datasets_cards.registry import Registry
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.lerobot import layout
@@ -236,11 +237,12 @@ class LeRobotReader(SourceReader):
         state = np.concatenate([array[k] for k in card.state.keys], axis=1)
         if card.state.dims is not None:
             state = state[:, card.state.dims]
+        metadata: dict[str, Any] = {"episode_index": ref.episode_index, "codebase_version": self.version}
         if card.gripper is None:
             gripper = np.zeros(table.num_rows, dtype=np.float32)
         else:
-            raw = array[card.gripper.key]
-            gripper = card.gripper.normalise(raw[:, card.gripper.index or 0])
+            metadata[GRIPPER_RAW] = np.asarray(array[card.gripper.key][:, card.gripper.index or 0], np.float32)
+            gripper = card.gripper.normalise(metadata[GRIPPER_RAW])
         return Episode(
             episode_id=episode_id,
             source=card.name,
@@ -250,5 +252,5 @@ class LeRobotReader(SourceReader):
             arm_state=state,
             gripper=gripper,
             actions=np.concatenate([array[k] for k in card.action.keys], axis=1),
-            metadata={"episode_index": ref.episode_index, "codebase_version": self.version},
+            metadata=metadata,
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets_cards import Episode, EpisodeError, FrameSequence, SourceCard
+from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence, SourceCard
 from datasets_cards.source import episode_id as make_episode_id
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
@@ -270,13 +270,15 @@ class RldsReader(SourceReader):
                 )
             arm_state = arm_state[:, card.state.dims]
         t = arm_state.shape[0]
-        gripper = self._gripper(get, t, episode_id)
+        raw_gripper = self._raw_gripper(get, t, episode_id)
         actions = matrix(card.action.keys)
         frames = {name: FrameSequence(encoded=list(get(spec.key))) for name, spec in card.cameras.items()}
         for name, spec in card.cameras.items():
             self._check_frames(name, frames[name], _feature_at(features[STEPS].feature, _split_key(spec.key)), episode_id)
         metadata: dict[str, Any] = {"episode_index": index, "location": self.location}
         metadata.update(_to_python(dict(episode_level)))
+        if raw_gripper is not None:
+            metadata[GRIPPER_RAW] = raw_gripper
         return Episode(
             episode_id=episode_id,
             source=card.name,
@@ -284,20 +286,20 @@ class RldsReader(SourceReader):
             fps=card.fps,
             frames=frames,
             arm_state=arm_state,
-            gripper=gripper,
+            gripper=np.zeros(t, np.float32) if raw_gripper is None else card.gripper.normalise(raw_gripper),
             actions=actions,
             metadata=metadata,
         )
 
-    def _gripper(self, get, t: int, episode_id: str) -> np.ndarray:
+    def _raw_gripper(self, get, t: int, episode_id: str) -> np.ndarray | None:
         spec = self.card.gripper
         if spec is None:  # human video: no gripper channel
-            return np.zeros(t, dtype=np.float32)
+            return None
         raw = get(spec.key).reshape(t, -1)
         index = spec.index or 0
         if index >= raw.shape[1]:
             raise EpisodeError(f"wrong shape: gripper key {spec.key!r} has {raw.shape[1]} dims, card reads index {index}", episode_id)
-        return spec.normalise(raw[:, index])
+        return raw[:, index].astype(np.float32)
 
     def _instruction(self, get) -> str:
         values = np.asarray(get(self.card.instruction_key)).reshape(-1)
