@@ -21,8 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 from functools import partial
+from typing import Any
 
 import fsspec
 import h5py

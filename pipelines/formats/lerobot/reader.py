@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 from functools import partial
+from typing import Any
 
 import fsspec
 import numpy as np
