@@ -74,11 +74,15 @@ def source_card_from_file(path: str | Path) -> SourceCard:
         raise CardError(_validation_message(path, e)) from e
 
 
-@functools.cache
 def load_source_card(name: str) -> SourceCard:
     """The source card called `name` (a file in datasets_cards/sources/, or a path to a YAML)."""
     if name.endswith((".yaml", ".yml")) and Path(name).exists():
-        return source_card_from_file(name)
+        return source_card_from_file(name)  # read every time: the user may have edited it since
+    return _builtin_source_card(name)
+
+
+@functools.cache
+def _builtin_source_card(name: str) -> SourceCard:
     path = SOURCES_DIR / f"{name}.yaml"
     if not path.exists():
         raise CardError(f"unknown source {name!r}; known sources: {', '.join(list_sources())}")

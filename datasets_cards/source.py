@@ -138,7 +138,7 @@ class SourceCard(_Strict):
     split: str = "train"
     fps: float
     instruction_key: str  # e.g. "language_instruction"; "episode_metadata/..." for episode-level
-    cameras: dict[str, CameraSpec]  # our camera name → where it lives
+    cameras: dict[str, CameraSpec] = Field(default_factory=dict)  # our name → where it lives; {} = state only
     state: StateSpec
     gripper: GripperSpec | None = None  # None for human video (EgoDex): the Episode gets zeros
     action: ActionSpec
@@ -161,13 +161,6 @@ class SourceCard(_Strict):
         unknown = [name for name in v if name not in PIPELINE_PARAMS]
         if unknown:
             raise ValueError(f"unknown pipelines {unknown}; known: {', '.join(PIPELINE_PARAMS.names())}")
-        return v
-
-    @field_validator("cameras")
-    @classmethod
-    def _some_camera(cls, v: dict[str, CameraSpec]) -> dict[str, CameraSpec]:
-        if not v:
-            raise ValueError("cameras must name at least one camera")
         return v
 
     def resolve_location(self, override: str | None = None) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from datasets_cards import Episode, EpisodeError, OutputCard, SourceCard, load_output_card
+from datasets_cards import CardError, Episode, EpisodeError, OutputCard, SourceCard, load_output_card
 from datasets_cards.manifest import Manifest
 from datasets_cards.registry import Registry, modules_named
 
@@ -57,8 +57,13 @@ class Pipeline(ABC):
     # Prefect global concurrency limit that a unit's annotation occupies (None: no limit). Model-heavy
     # pipelines name one ("gpu"), so a cluster never runs more of them at once than it has GPUs.
     concurrency_limit: ClassVar[str | None] = None
+    # False for pipelines that can work from state alone (la: its review clips and LA-V are then skipped).
+    needs_cameras: ClassVar[bool] = True
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
+        if self.needs_cameras and not source.cameras:
+            raise CardError(f"the {self.name} pipeline looks at images, and source {source.name!r} declares no "
+                            "cameras; add them to the card's `cameras`")
         self.source = source
         self.options = dict(options or {})  # run-time overrides (flags), recorded in the manifest
         self.output: OutputCard = load_output_card(self.name)

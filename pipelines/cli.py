@@ -183,6 +183,26 @@ def _log_path(out: str, pipeline: str, source: str) -> Path:
     return root / "logs" / f"{pipeline}-{source}.log"
 
 
+@app.command("lerobot-card")
+def lerobot_card(
+    location: Annotated[str, typer.Argument(help="a LeRobot dataset folder (or fsspec URL)")],
+    name: Annotated[str, typer.Option(help="the card's name")],
+    out: Annotated[Optional[Path], typer.Option(help="where to write the card (default: <name>.yaml)")] = None,
+) -> None:
+    """Write a source card for any LeRobot dataset from its meta/info.json; edit it, then `annotate <card>.yaml`."""
+    from pipelines.formats.lerobot.card_from_info import card_from_lerobot, card_yaml
+
+    with reported_as_errors():
+        card = card_from_lerobot(location, name)
+    path = out or Path(f"{name}.yaml")
+    path.write_text(card_yaml(card))
+    load_source_card(str(path))  # the written card is valid
+    notes = [] if card["cameras"] else ["no cameras: state only (la runs; gaze, pixel and future need images)"]
+    if card["state"]["space"] == "joint":
+        notes.append("joint-space state: la needs state.urdf and state.ee_frame (the robot's URDF) in the card")
+    console.print(f"[green]card written[/] → {path}" + "".join(f"\n  {n}" for n in notes), soft_wrap=True)
+
+
 @app.command()
 def review(
     dataset: Annotated[str, typer.Argument(help="source card name, e.g. droid")],

@@ -55,6 +55,7 @@ def _is_remote(out_dir: str) -> bool:
 
 @register_pipeline("la")
 class LaPipeline(Pipeline):
+    needs_cameras = False  # segments come from state; cameras only feed review clips, LA-V and the VLM
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
         super().__init__(source, options)
         self.params = with_overrides(source.params.la, self.options)
@@ -63,8 +64,9 @@ class LaPipeline(Pipeline):
         self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
         self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
-        self.review = bool(self.options.get("review", True))
-        self.lav = bool(self.options.get("lav", False))
+        # Without cameras (a state-only recording) there are no clips to review or to ship as LA-V.
+        self.review = bool(self.options.get("review", True)) and bool(source.cameras)
+        self.lav = bool(self.options.get("lav", False)) and bool(source.cameras)
 
     def _make_segmenter(self, name: str) -> Segmenter:
         try:
@@ -148,7 +150,7 @@ class LaPipeline(Pipeline):
         return made
 
     def write_plot(self, out_dir: str, episode: Episode, rows: list[dict[str, Any]], index: int) -> str:
-        state = np.asarray(episode.arm_state, dtype=np.float64)
+        state = self.pose(episode.arm_state)  # the pose the keyframes were found on
         gripper = np.asarray(episode.gripper, dtype=np.float64)
         keyframes = episode_to_keyframes(state, gripper, episode.fps, self.params.keyframes)
         relative = f"{PLOTS_DIR}/episode-{index:03d}.png"

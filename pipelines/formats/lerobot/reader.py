@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence
+from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameDecodeError, FrameSequence
 from datasets_cards.registry import Registry
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.lerobot import layout
@@ -106,6 +106,10 @@ def _column_to_array(table: pa.Table, key: str, shape: list[int]) -> np.ndarray:
         raise EpisodeError(f"feature {key!r} holds {flat.size} values for {table.num_rows} frames, "
                            f"expected shape {shape} per frame")
     return flat.reshape(table.num_rows, size)
+
+
+def _missing_video(camera: str, path: str) -> np.ndarray:
+    raise FrameDecodeError(f"missing video for camera {camera!r}: {path}")
 
 
 @register_reader("lerobot")
@@ -202,7 +206,10 @@ class LeRobotReader(SourceReader):
                 continue
             path, start = ref.videos[camera.key]
             if not self.fs.exists(f"{self.root}/{path}"):
-                raise EpisodeError(f"missing video for camera {name!r}: {path}")
+                # Videos not downloaded: state-only pipelines (la) still read the episode; one that decodes
+                # the frames gets this error, and the flow quarantines the episode there.
+                frames[name] = FrameSequence(loader=partial(_missing_video, name, path), length=ref.length)
+                continue
             self._probe(name, path)
             frames[name] = FrameSequence(loader=partial(self._decode, path, start, ref.length), length=ref.length)
         return frames

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datasets_cards import Episode, load_source_card
+from datasets_cards import Episode, FrameDecodeError, load_source_card
 from pipelines.formats import open_reader
 from pipelines.formats.lerobot.writer import LeRobotEpisode, write_lerobot_v21
 from pipelines.quarantine import Quarantined
@@ -123,7 +123,6 @@ BROKEN = [
     ("nan state", None, "non-finite values (NaN/inf) in arm_state"),
     ("wrong shape", _narrow_state, "holds 30 values for 10 frames"),
     ("missing task", _drop_task, "missing task: task_index 1"),
-    ("missing video", lambda r: (r / EP1_VIDEO).unlink(), "missing video for camera 'static'"),
     ("undecodable video", lambda r: (r / EP1_VIDEO).write_bytes(b"not an mp4 at all"), "undecodable video"),
 ]
 
@@ -140,6 +139,16 @@ def test_broken_episode_is_quarantined_and_the_rest_read(datasets, tmp_path, nam
     assert [type(r) for r in results] == [Episode, Quarantined, Episode]
     assert results[1].episode_id == "calvin-000001" and results[1].source == "calvin"
     assert reason in results[1].reason, results[1].reason
+
+
+def test_an_episode_whose_video_is_not_downloaded_reads_and_fails_only_when_its_frames_are_decoded(datasets, tmp_path):
+    root = shutil.copytree(datasets["v2.1"], tmp_path / "ds")
+    (root / EP1_VIDEO).unlink()
+    results = list(open_reader(CALVIN, str(root)))
+    assert [type(r) for r in results] == [Episode, Episode, Episode]  # state, actions and task are all there
+    assert results[1].num_frames == len(results[1].frames["static"]) == 10
+    with pytest.raises(FrameDecodeError, match="missing video for camera 'static'"):
+        results[1].frames["static"].load()
 
 
 def test_unknown_codebase_version_names_the_supported_ones(datasets, tmp_path):
