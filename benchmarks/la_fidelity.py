@@ -71,6 +71,7 @@ def predict(episodes: Iterable[tuple[str, float, np.ndarray, np.ndarray]], kp: K
 
 def sample_source(limit: int | None, data_dir: str | None = None, schema: str = "droid") -> tuple[list, dict[str, Any]]:
     """Episodes of one schema of the generated sample (the card's location, or `data_dir`) and its ground truth."""
+    from annotators.kinematics import pose_from_state
     from benchmarks.fidelity import truth_predictions
     from datasets_cards import load_source_card
     from pipelines.formats import open_reader
@@ -81,7 +82,8 @@ def sample_source(limit: int | None, data_dir: str | None = None, schema: str = 
     location = f"{data_dir}/{schema}/{card.location.rstrip('/').rsplit('/', 1)[-1]}" if data_dir else None
     reader = open_reader(card, location)
     n = reader.num_episodes() if limit is None else min(limit, reader.num_episodes())
-    episodes = [(e.episode_id, e.fps, e.arm_state, e.gripper) for e in reader.read(0, n) if hasattr(e, "arm_state")]
+    pose = pose_from_state(card.state, card.name)  # what la reads: the card's state as the canonical pose
+    episodes = [(e.episode_id, e.fps, pose(e.arm_state), e.gripper) for e in reader.read(0, n) if hasattr(e, "arm_state")]
     ids = {e[0] for e in episodes}
     truth = {k: ({e: v for e, v in d.items() if e in ids} if isinstance(d, dict) and k != "boxes" and k != "masks" else d)
              for k, d in truth.items()}
