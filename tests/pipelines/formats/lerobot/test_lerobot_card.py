@@ -87,7 +87,10 @@ def test_state_only_joint_space_recording_gives_la_rows_once_the_card_names_a_ur
     assert {"grasp", "place"} <= {r["subaction"] for r in rows}
     gripper = np.concatenate([r["gripper"] for r in rows])
     assert gripper.min() < 0.05 and gripper.max() > 0.95  # calibrated: the 35-of-100 jaw spans open to closed
-    assert not (tmp_path / "b" / "la" / "so101-test" / "review" / "media").exists()  # no cameras, no clips
+    target = tmp_path / "b" / "la" / "so101-test"
+    assert not (target / "review" / "media").exists()  # no cameras, no clips ...
+    card_md = (target / "card.md").read_text()
+    assert "no cameras (a state-only recording)" in card_md and "LA-V: none" in card_md  # ... and the card says so
 
 
 def test_pipelines_that_look_at_images_refuse_a_card_without_cameras():
