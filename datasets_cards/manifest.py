@@ -19,7 +19,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from datasets_cards.constants import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
 from datasets_cards.source import SourceCard
@@ -71,6 +71,8 @@ class Manifest(BaseModel):
     verified: Generation | None = None  # the latest review's generation, if any
     quarantined: int = 0
     stats: dict[str, Any] = Field(default_factory=dict)  # run statistics (card.md, artifact)
+    _episode_shard: dict[str, str] = PrivateAttr(default_factory=dict)  # episode id → its shard (add_shard)
+    _indexed: tuple[int, int] = PrivateAttr(default=(0, -1))
 
     @property
     def generation(self) -> int:
@@ -98,17 +100,22 @@ class Manifest(BaseModel):
         The shard writer refuses a repeated row key inside a shard, and every output key starts with
         the episode id, so this keeps output keys unique over all shards of the run.
         """
-        mine = set(record.episodes)
-        for other in self.shards:
-            if other.path == record.path:
-                continue
-            both = mine.intersection(other.episodes)
-            if both:
-                raise DuplicateEpisodeError(
-                    f"{record.path} and {other.path} both hold episode(s) {sorted(both)[:3]}: "
-                    "their rows would share output keys; the run stops instead of writing them"
-                )
+        if self._indexed != (id(self.shards), len(self.shards)):  # built again only if shards changed elsewhere
+            self._episode_shard = {e: s.path for s in self.shards for e in s.episodes}
+        clashes = {e: self._episode_shard[e] for e in record.episodes
+                   if self._episode_shard.get(e, record.path) != record.path}
+        if clashes:
+            other = next(iter(clashes.values()))
+            raise DuplicateEpisodeError(
+                f"{record.path} and {other} both hold episode(s) {sorted(clashes)[:3]}: "
+                "their rows would share output keys; the run stops instead of writing them"
+            )
+        old = next((s for s in self.shards if s.path == record.path), None)
+        for e in old.episodes if old else []:
+            self._episode_shard.pop(e, None)
+        self._episode_shard.update(dict.fromkeys(record.episodes, record.path))
         self.shards = sorted([*(s for s in self.shards if s.path != record.path), record], key=lambda s: s.path)
+        self._indexed = (id(self.shards), len(self.shards))
 
     @staticmethod
     def path(out_dir: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from datasets_cards.constants import PROJECT_ROOT
+from datasets_cards.errors import CardError
 from datasets_cards.params import PIPELINE_PARAMS
 
 
@@ -95,7 +96,8 @@ class GripperSpec(_Strict):
 
         low, high = (float(v) for v in np.percentile(np.asarray(raw, dtype=np.float64), percentiles))
         if high - low <= 1e-6 * max(1.0, abs(high)):
-            raise ValueError(f"cannot calibrate the gripper: its raw channel stays at {low:g} in the episodes read")
+            raise CardError(f"cannot calibrate the gripper ({self.key}): its raw channel stays at {low:g} in the episodes "
+                            "read; set open_value/closed_value in the card and calibrate: false")
         opens_low = self.open_value < self.closed_value
         return self.model_copy(update={"open_value": low if opens_low else high,
                                        "closed_value": high if opens_low else low})

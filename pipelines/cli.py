@@ -56,20 +56,21 @@ class _TerminalFilter(logging.Filter):
 
 @contextmanager
 def run_log(path: Path) -> Iterator[Path]:
-    """Every Prefect record of the command, tracebacks included, appended to `path`; the terminal gets the rest."""
+    """Every log record of the command, tracebacks included, appended to `path`; the terminal gets the rest."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
-    prefect_logger = logging.getLogger("prefect")
-    terminal = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    root = logging.getLogger()  # Prefect's records propagate here, where its console handler is
+    terminal = [h for h in root.handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
     quiet = _TerminalFilter()
-    prefect_logger.addHandler(handler)
+    root.addHandler(handler)
     for h in terminal:
         h.addFilter(quiet)
     try:
         yield path
     finally:
-        prefect_logger.removeHandler(handler)
+        root.removeHandler(handler)
         handler.close()
         for h in terminal:
             h.removeFilter(quiet)
@@ -190,14 +191,19 @@ def lerobot_card(
     out: Annotated[Optional[Path], typer.Option(help="where to write the card (default: <name>.yaml)")] = None,
 ) -> None:
     """Write a source card for any LeRobot dataset from its meta/info.json; edit it, then `annotate <card>.yaml`."""
+    from datasets_cards.source import SourceCard
     from pipelines.formats.lerobot.card_from_info import card_from_lerobot, card_yaml
 
+    path = out or Path(f"{name}.yaml")
+    if path.suffix not in (".yaml", ".yml"):
+        raise typer.BadParameter(f"--out {path}: a card file ends in .yaml")
     with reported_as_errors():
         card = card_from_lerobot(location, name)
-    path = out or Path(f"{name}.yaml")
+        SourceCard.model_validate(card)  # valid before anything is written
     path.write_text(card_yaml(card))
-    load_source_card(str(path))  # the written card is valid
     notes = [] if card["cameras"] else ["no cameras: state only (la runs; gaze, pixel and future need images)"]
+    if card["cameras"]:
+        notes.append("cameras listed: if their videos are not downloaded, run la with -o review=false")
     if card["state"]["space"] == "joint":
         notes.append("joint-space state: la needs state.urdf and state.ee_frame (the robot's URDF) in the card")
     console.print(f"[green]card written[/] → {path}" + "".join(f"\n  {n}" for n in notes), soft_wrap=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets_cards import SourceCard
+from datasets_cards import CardError, SourceCard
 
 SURVEY_EPISODES = 16
 PERCENTILES = (2.0, 98.0)
@@ -25,10 +25,13 @@ def survey_gripper(card: SourceCard, reader, episodes: int) -> tuple[SourceCard,
     if card.gripper is None or episodes == 0 or read_raw is None:
         return card, {}
     raw = read_raw(0, min(episodes, SURVEY_EPISODES))
-    if not raw:
-        return card, {}
-    values = np.concatenate(raw)
+    values = np.concatenate(raw) if raw else np.zeros(0)
     values = values[np.isfinite(values)]
+    if not values.size:
+        if card.gripper.calibrate:
+            raise CardError(f"gripper.calibrate: the first {min(episodes, SURVEY_EPISODES)} episodes of "
+                            f"{card.name!r} give no finite gripper values to calibrate from")
+        return card, {}
     spec = card.gripper.calibrated(values, PERCENTILES) if card.gripper.calibrate else card.gripper
     normalised = spec.normalise(values)
     low, high = (float(v) for v in np.percentile(values, PERCENTILES))

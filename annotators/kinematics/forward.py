@@ -8,10 +8,15 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from annotators.kinematics.pose import CANONICAL_EULER, PoseError
+from datasets_cards import CardError
 
 
 class ForwardKinematics:
-    """The pose of `ee_frame` in the URDF's root frame for each row of joint positions (radians / metres)."""
+    """The pose of `ee_frame` in the URDF's root frame for each row of joint positions (radians / metres).
+
+    The state's D columns are the URDF's first D joints in its order; joints past them (a gripper
+    jaw after the arm) stay at zero, which moves no frame before them.
+    """
 
     def __init__(self, urdf: str | Path, ee_frame: str):
         try:
@@ -19,15 +24,15 @@ class ForwardKinematics:
         except ImportError as e:
             raise ImportError("forward kinematics needs pinocchio: pip install pin (part of `make install`)") from e
         if not Path(urdf).is_file():
-            raise FileNotFoundError(f"URDF {urdf} not found")
+            raise CardError(f"state.urdf {urdf} not found")
         self._pin = pinocchio
         self.model = pinocchio.buildModelFromUrdf(str(urdf))
         if self.model.nq != self.model.nv:
-            raise ValueError(f"{urdf}: continuous or free joints (nq {self.model.nq} ≠ nv {self.model.nv}) "
-                             "are not read from joint angles; use revolute/prismatic joints")
+            raise CardError(f"{urdf}: continuous or free joints (nq {self.model.nq} ≠ nv {self.model.nv}) "
+                            "are not read from joint angles; use revolute/prismatic joints")
         if not self.model.existFrame(ee_frame):
             frames = [f.name for f in self.model.frames]
-            raise ValueError(f"{urdf} has no frame {ee_frame!r}; its frames: {frames}")
+            raise CardError(f"{urdf} has no frame {ee_frame!r} (state.ee_frame); its frames: {frames}")
         self.frame_id = self.model.getFrameId(ee_frame)
         self.data = self.model.createData()
 
@@ -37,8 +42,9 @@ class ForwardKinematics:
 
     def __call__(self, joint_positions: np.ndarray) -> np.ndarray:
         q = np.asarray(joint_positions, dtype=np.float64)
-        if q.ndim != 2 or q.shape[1] != self.joints:
+        if q.ndim != 2 or not 0 < q.shape[1] <= self.joints:
             raise PoseError(f"the URDF has {self.joints} joints, the state has shape {q.shape}")
+        q = np.pad(q, ((0, 0), (0, self.joints - q.shape[1])))
         positions, matrices = np.zeros((len(q), 3)), np.zeros((len(q), 3, 3))
         for t, row in enumerate(q):
             self._pin.framesForwardKinematics(self.model, self.data, row)

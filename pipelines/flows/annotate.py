@@ -208,16 +208,18 @@ def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     return table.num_rows
 
 
-def _episode_ids(reader, n: int, target: str) -> list[str]:
-    """The run's episode ids: scanned once (a full read of the id keys), then reused by every resume."""
+def _episode_ids(reader, n: int, target: str, digest: str) -> list[str]:
+    """The run's episode ids: scanned once (every record read, only the id keys parsed), then reused by
+    resumes of the same config and location (a card whose keys changed is scanned again)."""
     path = f"{target}/{EPISODE_IDS_FILE}"
     fs, root = fsspec.core.url_to_fs(path)
+    stamp = {"config_hash": digest, "location": reader.location, "episodes": n}
     if fs.exists(root):
-        ids = json.loads(read_text(path))
-        if len(ids) == n:
-            return ids
+        cached = json.loads(read_text(path))
+        if {k: cached.get(k) for k in stamp} == stamp:
+            return cached["ids"]
     ids = reader.episode_ids(0, n)
-    write_text_atomic(path, json.dumps(ids))
+    write_text_atomic(path, json.dumps({**stamp, "ids": ids}))
     return ids
 
 
@@ -319,7 +321,7 @@ def annotate(
     config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
     manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
-    check_unique_episode_ids(card, _episode_ids(reader, n, target))
+    check_unique_episode_ids(card, _episode_ids(reader, n, target, manifest.config_hash))
     done = manifest.completed_units()
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:

@@ -10,6 +10,7 @@ x/y/z make it a joint-space card: la then needs the robot's URDF (state.urdf, st
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -27,6 +28,16 @@ def _names(feature: dict[str, Any]) -> list[str]:
     if isinstance(names, dict):  # some recordings nest them: {"motors": [...]}
         names = next(iter(names.values()), [])
     return [str(n) for n in names]
+
+
+def _rotation(names: list[str], arm: list[int], cartesian: bool) -> dict[str, str]:
+    """An ee_pose's orientation representation, guessed from its dim names (check it)."""
+    if not cartesian:
+        return {}
+    rest = [names[i].lower() for i in arm[3:]]
+    if len(rest) >= 4 and {"qx", "qy", "qz", "qw"} <= set(rest[:4]):
+        return {"rotation": "quat_wxyz" if rest[0] == "qw" else "quat_xyzw"}
+    return {"rotation": "euler_xyz" if len(rest) >= 3 else "none"}
 
 
 def _view(key: str) -> str:
@@ -57,12 +68,12 @@ def card_from_lerobot(location: str, name: str, description: str = "") -> dict[s
         "name": name,
         "description": description or f"LeRobot dataset ({info.get('robot_type') or 'robot'}) at {location}",
         "format": "lerobot",
-        "location": location,
+        "location": location if "://" in location else str(Path(location).resolve()),  # cards resolve from the repo
         "fps": float(info.get("fps") or 30),
         "instruction_key": "task",
         "cameras": cameras,
         "state": {"keys": [STATE_KEY], "dims": arm, "names": [state_names[i] for i in arm],
-                  "space": "ee_pose" if cartesian else "joint"},
+                  "space": "ee_pose" if cartesian else "joint", **_rotation(state_names, arm, cartesian)},
         "action": {"keys": [ACTION_KEY], "names": _names(features[ACTION_KEY]),
                    "space": "ee_absolute" if cartesian else "joint_absolute"},
         "pipelines": ["la"],

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence, SourceCard
+from datasets_cards import GRIPPER_RAW, CardError, Episode, EpisodeError, FrameSequence, SourceCard
 from datasets_cards.source import episode_id as make_episode_id
 from pipelines.formats.base import SourceReader, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
@@ -140,9 +140,10 @@ class RldsReader(SourceReader):
                 _feature_at(tree, path)
             except KeyError:
                 missing.append(key)
-        step_level = [k for k in self.card.episode_id_keys if not self._is_episode_level(features, _split_key(k))]
+        step_level = [k for k in self.card.episode_id_keys
+                      if k not in missing and not self._is_episode_level(features, _split_key(k))]
         if step_level:
-            raise ValueError(
+            raise CardError(
                 f"source card {self.card.name!r}: episode_id_keys {step_level} are step keys; "
                 "an episode id needs episode-level keys (episode_metadata/...)"
             )

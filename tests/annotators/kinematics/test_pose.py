@@ -6,6 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from annotators.kinematics import PoseError, state_to_pose, validate_rotation
 from annotators.kinematics.forward import ForwardKinematics
+from datasets_cards import CardError
 
 # A turn about z at 1 rad/s (through ±π, where Euler angles wrap) while tilting about x.
 T = 40
@@ -105,7 +106,10 @@ def test_forward_kinematics_names_what_is_wrong(planar_urdf, tmp_path):
     pytest.importorskip("pinocchio")
     with pytest.raises(ValueError, match="no frame 'gripper'.*'tool'"):
         ForwardKinematics(planar_urdf, "gripper")
-    with pytest.raises(FileNotFoundError, match="missing.urdf"):
+    with pytest.raises(CardError, match="missing.urdf"):
         ForwardKinematics(tmp_path / "missing.urdf", "tool")
     with pytest.raises(PoseError, match="2 joints"):
         ForwardKinematics(planar_urdf, "tool")(np.zeros((4, 6)))
+    # fewer columns than joints: the later joints (here the elbow) stay at zero
+    np.testing.assert_allclose(ForwardKinematics(planar_urdf, "tool")(np.array([[0.5]]))[0, :2],
+                               [(L1 + L2) * np.cos(0.5), (L1 + L2) * np.sin(0.5)], atol=1e-9)

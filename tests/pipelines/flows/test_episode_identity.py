@@ -39,6 +39,10 @@ def test_ids_that_repeat_stop_the_run_before_any_unit_is_written(bridge_like, tm
         annotate(source=card, pipeline="la", out=str(tmp_path / "out"), episodes_per_shard=1,
                  options={"plots": 0, "review": False})
     assert not (tmp_path / "out" / "la" / "my-bridge" / "shards").exists()
+    card = card_file(tmp_path, bridge_like, None)  # the user adds the missing key and runs again, same OUT
+    manifest = annotate(source=card, pipeline="la", out=str(tmp_path / "out"), episodes_per_shard=1,
+                        options={"plots": 0, "review": False})
+    assert manifest.complete and len({e for s in manifest.shards for e in s.episodes}) == EPISODES
 
 
 def test_bridge_card_keys_give_every_episode_its_own_rows_across_units(bridge_like, tmp_path):
