@@ -55,11 +55,11 @@ class DuplicateEpisodeIdError(ValueError):
     """The card's id keys do not tell two episodes of the run apart (a card error: declare more keys)."""
 
 
-def check_unique_episode_ids(card: SourceCard, ids: list[str], start: int = 0) -> None:
+def check_unique_episode_ids(card: SourceCard, ids: list[str]) -> None:
     """Raise DuplicateEpisodeIdError naming the first repeated ids and where they are (reader positions)."""
     first: dict[str, int] = {}
     clashes: list[str] = []
-    for index, episode_id in enumerate(ids, start=start):
+    for index, episode_id in enumerate(ids):
         if episode_id in first:
             clashes.append(f"{episode_id!r} at {first[episode_id]} and {index}")
         else:
