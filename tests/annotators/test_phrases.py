@@ -1,10 +1,10 @@
-"""Target-phrase extraction: accuracy on real instructions of Bridge, LIBERO, CALVIN and DROID.
+"""Target-phrase extraction: accuracy on real, hand-labelled instructions, and the classes of English it must read.
 
-The labelled list holds real task instructions: LIBERO's task language of the
-libero_spatial/object/goal/10 suites and part of libero_90; CALVIN's 34
-validation task annotations (one per task); BridgeData V2 instructions used by
-OpenVLA/SimplerEnv and the ReconVLA paper; DROID-style instructions written
-after the DROID paper's examples. Each has the object a human would ground.
+The labelled set (benchmarks/data/phrases/, about 1,460 instructions from CALVIN,
+LIBERO, BridgeData V2, RT-1/RT-2, RLBench, Language-Table, RoboCasa, BC-Z, VIMA and
+other Open X-Embodiment sets) is split by template hash into `dev` (the rules were
+tuned on its misses) and `heldout` (never tuned on). Both must stay above the
+issue's targets; the per-class cases below pin each construction the rules read.
 """
 
 from __future__ import annotations
@@ -22,180 +22,114 @@ from annotators.phrases import (
     parse_llm_reply,
     to_detector_prompt,
 )
+from benchmarks.phrase_accuracy import format_table, load_labelled, score, split_of
 
-LIBERO = [
-    # libero_spatial
-    ("pick up the black bowl between the plate and the ramekin and place it on the plate", "black bowl"),
-    ("pick up the black bowl next to the ramekin and place it on the plate", "black bowl"),
-    ("pick up the black bowl from table center and place it on the plate", "black bowl"),
-    ("pick up the black bowl on the cookie box and place it on the plate", "black bowl"),
-    ("pick up the black bowl in the top drawer of the wooden cabinet and place it on the plate", "black bowl"),
-    ("pick up the black bowl on the ramekin and place it on the plate", "black bowl"),
-    ("pick up the black bowl next to the cookie box and place it on the plate", "black bowl"),
-    ("pick up the black bowl on the stove and place it on the plate", "black bowl"),
-    ("pick up the black bowl next to the plate and place it on the plate", "black bowl"),
-    ("pick up the black bowl on the wooden cabinet and place it on the plate", "black bowl"),
-    # libero_object
-    ("pick up the alphabet soup and place it in the basket", "alphabet soup"),
-    ("pick up the cream cheese and place it in the basket", "cream cheese"),
-    ("pick up the salad dressing and place it in the basket", "salad dressing"),
-    ("pick up the bbq sauce and place it in the basket", "bbq sauce"),
-    ("pick up the ketchup and place it in the basket", "ketchup"),
-    ("pick up the tomato sauce and place it in the basket", "tomato sauce"),
-    ("pick up the butter and place it in the basket", "butter"),
-    ("pick up the milk and place it in the basket", "milk"),
-    ("pick up the chocolate pudding and place it in the basket", "chocolate pudding"),
-    ("pick up the orange juice and place it in the basket", "orange juice"),
-    # libero_goal
-    ("open the middle drawer of the cabinet", "middle drawer"),
-    ("put the bowl on the stove", "bowl"),
-    ("put the wine bottle on top of the cabinet", "wine bottle"),
-    ("open the top drawer and put the bowl inside", "top drawer"),
-    ("put the bowl on top of the cabinet", "bowl"),
-    ("push the plate to the front of the stove", "plate"),
-    ("put the cream cheese in the bowl", "cream cheese"),
-    ("turn on the stove", "stove"),
-    ("put the bowl on the plate", "bowl"),
-    ("put the wine bottle on the rack", "wine bottle"),
-    # libero_10
-    ("put both the alphabet soup and the tomato sauce in the basket", "alphabet soup"),
-    ("put both the cream cheese box and the butter in the basket", "cream cheese box"),
-    ("turn on the stove and put the moka pot on it", "stove"),
-    ("put the black bowl in the bottom drawer of the cabinet and close it", "black bowl"),
-    ("put the white mug on the left plate and put the yellow and white mug on the right plate", "white mug"),
-    ("pick up the book and place it in the back compartment of the caddy", "book"),
-    ("put the white mug on the plate and put the chocolate pudding to the right of the plate", "white mug"),
-    ("put both the alphabet soup and the cream cheese box in the basket", "alphabet soup"),
-    ("put both moka pots on the stove", "moka pots"),
-    ("put the yellow and white mug in the microwave and close it", "yellow and white mug"),
-    # libero_90 (scene prefixes as in the task names)
-    ("KITCHEN_SCENE1_open_the_bottom_drawer_of_the_cabinet", "bottom drawer"),
-    ("KITCHEN_SCENE3_turn_on_the_stove_and_put_the_frying_pan_on_it", "stove"),
-    ("close the top drawer of the cabinet", "top drawer"),
-    ("close the microwave", "microwave"),
-    ("put the frying pan on the stove", "frying pan"),
-    ("turn off the stove", "stove"),
-    ("put the red mug on the left plate", "red mug"),
-    ("stack the black bowl at the front on the black bowl in the middle", "black bowl"),
-    ("stack the left bowl on the right bowl and place them in the tray", "left bowl"),
-    ("put the chocolate pudding to the left of the plate", "chocolate pudding"),
-    ("pick up the book and place it in the front compartment of the caddy", "book"),
-    ("put the moka pot on the stove", "moka pot"),
-    ("pick up the ketchup and put it in the basket", "ketchup"),
-    ("open the top drawer of the cabinet and put the bowl inside", "top drawer"),
-    ("put the white bowl on the plate", "white bowl"),
-]
-
-# CALVIN validation annotations (conf/annotations/new_playtable_validation.yaml), one per task.
-CALVIN = [
-    ("take the red block and rotate it to the right", "red block"),
-    ("take the red block and rotate it to the left", "red block"),
-    ("take the blue block and rotate it to the right", "blue block"),
-    ("take the blue block and rotate it to the left", "blue block"),
-    ("take the pink block and rotate it to the right", "pink block"),
-    ("take the pink block and rotate it to the left", "pink block"),
-    ("go push the red block right", "red block"),
-    ("go push the red block left", "red block"),
-    ("go push the blue block right", "blue block"),
-    ("go push the blue block left", "blue block"),
-    ("go push the pink block right", "pink block"),
-    ("go push the pink block left", "pink block"),
-    ("push the sliding door to the left side", "sliding door"),
-    ("push the sliding door to the right side", "sliding door"),
-    ("pull the handle to open the drawer", "handle"),
-    ("push the handle to close the drawer", "handle"),
-    ("grasp and lift the red block", "red block"),
-    ("grasp and lift the blue block", "blue block"),
-    ("grasp and lift the pink block", "pink block"),
-    ("lift the red block from the sliding cabinet", "red block"),
-    ("lift the blue block from the sliding cabinet", "blue block"),
-    ("lift the pink block from the sliding cabinet", "pink block"),
-    ("Take the red block from the drawer", "red block"),
-    ("Take the blue block from the drawer", "blue block"),
-    ("Take the pink block from the drawer", "pink block"),
-    ("store the grasped block in the sliding cabinet", "block"),
-    ("store the grasped block in the drawer", "block"),
-    ("slide the block that it falls into the drawer", "block"),
-    ("stack the grasped block", "block"),
-    ("remove the stacked block", "block"),
-    ("use the switch to turn on the light bulb", "switch"),
-    ("use the switch to turn off the light bulb", "switch"),
-    ("press the button to turn on the led light", "button"),
-    ("press the button to turn off the led light", "button"),
-]
-
-BRIDGE = [
-    ("put the eggplant in the yellow basket", "eggplant"),
-    ("put eggplant into yellow basket", "eggplant"),
-    ("put the spoon on the towel", "spoon"),
-    ("put carrot on plate", "carrot"),
-    ("stack the green block on the yellow block", "green block"),
-    ("put corn in pot which is in sink", "corn"),
-    ("put small spoon from basket to tray", "small spoon"),
-    ("take the carrot off the plate", "carrot"),
-    ("flip pot upright which is in sink", "pot"),
-    ("open microwave", "microwave"),
-    ("close fridge", "fridge"),
-    ("put knife on cutting board", "knife"),
-    ("put sweet potato in pot", "sweet potato"),
-    ("turn lever vertical to front", "lever"),
-    ("put pot or pan on stove", "pot or pan"),
-    ("move the red spoon to the left burner", "red spoon"),
-    ("take the spoon out of the pot", "spoon"),
-    ("Place the can to the left of the pot.", "can"),
-    ("put the watermelon into the yellow bowl", "watermelon"),
-    ("open the drawer", "drawer"),
-    ("close the drawer", "drawer"),
-    ("put the silver pot on the stove", "silver pot"),
-    ("pick up the green object and put it in the bowl", "green object"),
-    ("move the cloth to the right", "cloth"),
-    ("fold the cloth from top right to bottom left", "cloth"),
-]
-
-# Written after the DROID paper's and website's examples (free-form, crowd-sourced style).
-DROID = [
-    ("Put the marker in the pot", "marker"),
-    ("Take the lid off the pot", "lid"),
-    ("Put the apple in the bowl", "apple"),
-    ("Pick up the blue cup and put it in the sink", "blue cup"),
-    ("close the top drawer", "top drawer"),
-    ("Turn on the faucet", "faucet"),
-    ("move the bowl to the left", "bowl"),
-    ("Remove the lid from the pot and place it on the counter", "lid"),
-    ("put the marker into the cup", "marker"),
-    ("Open the cabinet door", "cabinet door"),
-    ("Put the spoon in the mug.", "spoon"),
-    ("pick up the stuffed toy and drop it in the basket", "stuffed toy"),
-    ("Unplug the charger from the wall", "charger"),
-    ("fold the towel", "towel"),
-    ("Push the chair towards the table", "chair"),
-    ("Turn the knob on the stove to the right", "knob"),
-]
-
-LABELLED = {"libero": LIBERO, "calvin": CALVIN, "bridge": BRIDGE, "droid": DROID}
-ACCURACY_FLOOR = 0.9  # per dataset; exact match of the object phrase
+OBJECT_TARGET = 0.95  # exact object phrases, per split
+DESTINATION_TARGET = 0.90  # exact destinations (None included), per split
 
 
-def accuracy_table() -> dict[str, tuple[int, int, list[str]]]:
-    table: dict[str, tuple[int, int, list[str]]] = {}
-    for dataset, cases in LABELLED.items():
-        misses = [f"{text!r}: got {extract_phrases(text).object!r}, want {want!r}"
-                  for text, want in cases if extract_phrases(text).object != want]
-        table[dataset] = (len(cases) - len(misses), len(cases), misses)
-    return table
+@pytest.fixture(scope="module")
+def labelled():
+    return load_labelled()
 
 
-def test_rule_extractor_accuracy_is_above_the_floor_on_every_dataset(capsys):
-    table = accuracy_table()
-    lines = ["dataset   correct/total  accuracy"]
-    for dataset, (ok, n, _) in table.items():
-        lines.append(f"{dataset:<9} {ok:>3}/{n:<3}         {ok / n:.1%}")
-    ok_all, n_all = sum(t[0] for t in table.values()), sum(t[1] for t in table.values())
-    lines.append(f"{'all':<9} {ok_all:>3}/{n_all:<3}         {ok_all / n_all:.1%}")
+def test_labelled_set_is_large_and_both_splits_hold_many_sources(labelled):
+    assert len(labelled) >= 1000
+    assert len({r.instruction.lower() for r in labelled}) == len(labelled), "an instruction is labelled twice"
+    for split in ("dev", "heldout"):
+        sources = {r.source for r in labelled if r.split == split}
+        assert len([r for r in labelled if r.split == split]) >= 400 and len(sources) >= 10, split
+
+
+@pytest.mark.parametrize("split", ["dev", "heldout"])
+def test_rule_extractor_meets_the_targets_on_each_split(labelled, split, capsys):
+    table, misses = score(extract_phrases, [r for r in labelled if r.split == split])
+    total = table[(split, "all")]
     with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    for dataset, (ok, n, misses) in table.items():
-        assert ok / n >= ACCURACY_FLOOR, f"{dataset}: {ok}/{n}\n" + "\n".join(misses)
+        print("\n" + format_table({k: v for k, v in table.items() if k[1] == "all" or k[0] == split}))
+    assert total.objects / total.n >= OBJECT_TARGET, "\n".join(misses)
+    assert total.destinations / total.n >= DESTINATION_TARGET, "\n".join(misses)
+
+
+def test_split_ignores_colours_so_variants_of_one_template_stay_together():
+    assert split_of("push the red block to the left") == split_of("push the blue block to the left")
+    assert {split_of(f"put the {x} in the basket") for x in ("cup", "spoon", "bowl", "lid", "apple", "pear")} == \
+        {"dev", "heldout"}
+
+
+# One case per class of English the issue names (failures seen on unseen instructions).
+@pytest.mark.parametrize(
+    "instruction, target, destination",
+    [
+        # a direction or particle before the object
+        ("rotate left the red block", "red block", None),
+        ("move up the blue cup", "blue cup", None),
+        ("push down the lever", "lever", None),
+        # relative clauses and participles after the noun
+        ("grasp the pink block lying on the shelf", "pink block", None),
+        ("lift the mug sitting next to the kettle and put it on the tray", "mug", "tray"),
+        ("take the red block in the drawer and pick it up", "red block", None),
+        ("put corn in pot which is in sink", "corn", "pot"),
+        ("pick up the towel hanging from the oven door and put it in the sink", "towel", "sink"),
+        # pronouns and generic objects
+        ("go towards the blue block and grasp it", "blue block", None),
+        ("go towards the green cup in the cabinet and pick it up", "green cup", None),
+        ("store the grasped object in the drawer", "object", "drawer"),
+        ("take the orange bottle, then put the bottle in the bin", "orange bottle", "bin"),
+        ("move to the sink and place the object", "object", "sink"),
+        # part-of relations
+        ("pull the handle of the drawer", "drawer handle", None),
+        ("lift the lid of the teapot", "teapot lid", None),
+        ("open the top drawer of the wooden cabinet", "cabinet drawer", None),
+        # purpose clauses name the thing handled, not the effect
+        ("toggle the switch to turn on the light", "switch", None),
+        ("press the red button to open the gate", "red button", None),
+        ("use the sponge to clean the table", "sponge", None),
+        # measure phrases
+        ("slide the door all the way to the left", "door", None),
+        ("rotate the green block 90 degrees to the right", "green block", None),
+        ("move the red moon a little bit to the left", "red moon", None),
+        # position, ordinal, comparative and asset words are not what a detector sees
+        ("open the middle drawer", "drawer", None),
+        ("pick up the second cup from the left", "cup", None),
+        ("put the akita black bowl on the plate", "black bowl", "plate"),
+        ("stack the left bowl on the right bowl", "bowl", "bowl"),
+        # destinations after near / behind / above / below / under / between / next to
+        ("move the coke can near the apple", "coke can", "apple"),
+        ("place the toy behind the box", "toy", "box"),
+        ("hold the spoon above the bowl", "spoon", "bowl"),
+        ("put the plate below the shelf", "plate", "shelf"),
+        ("slide the napkin under the mug", "napkin", "mug"),
+        ("push the yellow star between the red circle and the blue cube", "yellow star", "red circle"),
+        ("place the can to the left of the pot", "can", "pot"),
+        # region words name their thing; alone they name none
+        ("move the cloth to the left edge of the pot", "cloth", "pot"),
+        ("put the black bowl in the bottom drawer of the cabinet", "black bowl", "cabinet drawer"),
+        ("push the block to the top left corner", "block", None),
+        ("push the plate to the front of the stove", "plate", "stove"),
+        # sources are not destinations; a later clause can carry the destination
+        ("take the carrot off the plate", "carrot", None),
+        ("remove the lid from the pot and place it on the counter", "lid", "counter"),
+        ("pick rxbar chocolate from middle drawer and place on counter", "rxbar chocolate", "counter"),
+        ("turn on the stove and put the moka pot on it", "stove", None),
+        # tools held to work on something
+        ("wipe the table with the blue sponge", "blue sponge", "table"),
+        # the robot's own parts are not the object
+        ("close the gripper and press the button", "button", None),
+        # coordination: colours join, objects split
+        ("put the yellow and white mug in the microwave", "yellow and white mug", "microwave"),
+        ("put eggplant on plate and spoon in pot", "eggplant", "plate"),
+        # unknown verbs opening a clause; leading phrases and subjects
+        ("yank the cord out of the socket", "cord", None),
+        ("in the slider pick up the red block", "red block", None),
+        ("I am sleepy, bring me a drink", "drink", None),
+        ("KITCHEN_SCENE3_turn_on_the_stove_and_put_the_frying_pan_on_it", "stove", None),
+        # captions without a verb
+        ("eggplant in the pot", "eggplant", "pot"),
+    ],
+)
+def test_rules_read_each_class_of_instruction(instruction, target, destination):
+    assert extract_phrases(instruction) == TargetPhrases(target, destination)
 
 
 @pytest.mark.parametrize(
