@@ -11,7 +11,7 @@ from datasets_cards.cards import (
 from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
 from datasets_cards.constants import output_dir
 from datasets_cards.episode import GRIPPER_RAW, Episode, FrameSequence
-from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, SchemaVersionError
+from datasets_cards.errors import CardError, EpisodeError, FrameDecodeError, RunAbortError, SchemaVersionError
 from datasets_cards.output import ColumnSpec, OutputCard, parse_type
 from datasets_cards.source import SourceCard
 
@@ -21,6 +21,7 @@ __all__ = [
     "ColumnSpec",
     "Episode",
     "EpisodeError",
+    "RunAbortError",
     "FrameDecodeError",
     "FrameSequence",
     "OutputCard",

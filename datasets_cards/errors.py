@@ -26,3 +26,11 @@ class EpisodeError(ValueError):
 
 class FrameDecodeError(EpisodeError):
     """An encoded frame could not be decoded."""
+
+
+class RunAbortError(RuntimeError):
+    """A fault that will fail every unit the same way (a rejected API key, a malformed request).
+
+    Raised from inside a unit; the flow stops submitting work and ends the run with this
+    one line (exit code 1) instead of burning through the corpus unit after unit.
+    """
