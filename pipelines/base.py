@@ -57,7 +57,7 @@ class Pipeline(ABC):
     # Prefect global concurrency limit that a unit's annotation occupies (None: no limit). Model-heavy
     # pipelines name one ("gpu"), so a cluster never runs more of them at once than it has GPUs.
     concurrency_limit: ClassVar[str | None] = None
-    # False for pipelines that can work from state alone (la: its review clips and LA-V are then skipped).
+    # False for pipelines that can work from state alone (la: review tasks then carry state plots, and LA-V is skipped).
     needs_cameras: ClassVar[bool] = True
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):

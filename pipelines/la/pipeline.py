@@ -5,7 +5,8 @@ annotate (per episode)
     (kinematic by default; a VLM through an OpenAI-compatible endpoint) →
     kinematic cross-check (`agreement`) → one unverified row per segment.
 episode artifacts (per episode, inside the unit, while its frames are in memory)
-    keyframe plot for the first few episodes, review clips, LA-V clips (`lav`).
+    keyframe plot for the first few episodes, review clips (a state plot per segment when the
+    source has no cameras), LA-V clips (`lav`, only with cameras).
 finalize (per run)
     Table 3 statistics, primitive histogram, token ledger, from the shard records.
 steps (per run, each a retried task)
@@ -45,7 +46,8 @@ ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no 
 DEFAULT_PLOTS = 3  # episodes plotted into OUT/plots/ for card.md
 PLOTS_DIR = "plots"
 # Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
-TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens")
+TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens",
+                "throttled")
 REMOTE_REVIEW_SKIPPED = "skipped: Label Studio serves clips from a local output folder"
 
 
@@ -64,8 +66,9 @@ class LaPipeline(Pipeline):
         self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
         self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
-        # Without cameras (a state-only recording) there are no clips to review or to ship as LA-V.
-        self.review = bool(self.options.get("review", True)) and bool(source.cameras)
+        # Without cameras (a state-only recording) review tasks show state plots instead of clips, and
+        # there is no LA-V to ship.
+        self.review = bool(self.options.get("review", True))
         self.lav = bool(self.options.get("lav", False)) and bool(source.cameras)
 
     def _make_segmenter(self, name: str) -> Segmenter:
@@ -139,12 +142,17 @@ class LaPipeline(Pipeline):
 
     # -- inside the unit ---------------------------------------------------------------------------
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
-        """Keyframe plot (first `plots` episodes), review clips and LA-V clips, from the frames in memory."""
+        """Keyframe plot (first `plots` episodes), review clips (or state plots) and LA-V clips, from the episode in memory."""
         made: dict[str, Any] = {}
         if index < int(self.options.get("plots", DEFAULT_PLOTS)) and rows:
             made["plots"] = [self.write_plot(out_dir, episode, rows, index)]
         if self.review and not _is_remote(out_dir) and rows:
-            made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, push.review_cameras(self.source))
+            cameras = push.review_cameras(self.source)
+            if cameras:
+                made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, cameras)
+            else:  # nothing to watch: verifiers judge each segment from its pose and gripper traces
+                made["review_plots"] = push.write_episode_state_plots(out_dir, episode, rows,
+                                                                      self.pose(episode.arm_state))
         if self.lav and rows:
             made["lav_clips"] = export.stage_lav_videos(out_dir, episode, rows)
         return made

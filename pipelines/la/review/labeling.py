@@ -1,6 +1,7 @@
 """The Label Studio labeling interface for LA segment verification (la4vla.txt Appendix 7.6).
 
-One task = one candidate segment. The verifier watches the clip(s), rates quality
+One task = one candidate segment. The verifier watches the clip(s) (or, for a source
+without cameras, reads the segment's state plot), rates quality
 0–3 and confidence 0–2 (the paper's Tables 9 and 10, shown as hints), and may
 correct the prefilled subaction, instruction and boundaries. Predictions prefill
 those four controls, so an untouched value means "the proposal was right".
@@ -22,6 +23,9 @@ EDITABLE_CONTROLS = (SUBACTION, INSTRUCTION, START, END)
 
 # Task data key of the clip of camera `name` (the config's $variable).
 VIDEO_KEY = "video_{camera}"
+# A source without cameras has no clips: its tasks show a state plot, as <Image name=STATE_PLOT value=$STATE_PLOT>.
+STATE_PLOT = "state_plot"
+NO_CAMERAS_NOTE = "This source has no cameras, so there is no clip: judge the segment from its state plot."
 
 # la4vla.txt Table 9 (quality) and Table 10 (confidence): score → (level, interpretation).
 QUALITY_SCALE: dict[int, tuple[str, str]] = {
@@ -41,6 +45,11 @@ def video_key(camera: str) -> str:
     return VIDEO_KEY.format(camera=camera)
 
 
+def media_key(name: str) -> str:
+    """Task data key of a task's media object: the state plot, or the clip of camera `name`."""
+    return STATE_PLOT if name == STATE_PLOT else video_key(name)
+
+
 def _score_choices(name: str, to_name: str, scale: dict[int, tuple[str, str]]) -> str:
     # The alias (the bare score) is what lands in the annotation result; the label is what people read.
     choices = "\n".join(
@@ -54,21 +63,26 @@ def _score_choices(name: str, to_name: str, scale: dict[int, tuple[str, str]]) -
 
 
 def labeling_config(cameras: Sequence[str], vocabulary: Sequence[str]) -> str:
-    """Label Studio XML for segment verification with one <Video> per camera (first = main view)."""
-    if not cameras:
-        raise ValueError("labeling_config needs at least one camera clip")
+    """Label Studio XML for segment verification with one <Video> per camera (first = main view).
+
+    Without cameras the main (and only) object is an <Image> of the segment's state plot.
+    """
     if not vocabulary:
         raise ValueError("labeling_config needs a non-empty subaction vocabulary")
-    main = cameras[0]
-    videos = "\n".join(
-        f'  <Header value="{camera}" size="6"/>\n  <Video name="{camera}" value="${video_key(camera)}" height="240"/>'
-        for camera in cameras
-    )
+    if cameras:
+        main = cameras[0]
+        media = "\n".join(
+            f'  <Header value="{camera}" size="6"/>\n  <Video name="{camera}" value="${video_key(camera)}" height="240"/>'
+            for camera in cameras
+        )
+    else:  # nothing to watch: the controls point at the state plot
+        main = STATE_PLOT
+        media = f'  <Header value={quoteattr(NO_CAMERAS_NOTE)} size="5"/>\n  <Image name="{main}" value="${main}"/>'
     subactions = "\n".join(f"    <Choice value={quoteattr(v)}/>" for v in vocabulary)
     return f"""<View>
   <Header value="$task"/>
   <Text name="summary" value="$summary"/>
-{videos}
+{media}
   <Header value="Quality: is the segment usable for training? (boundary, label and instruction)" size="5"/>
 {_score_choices(QUALITY, main, QUALITY_SCALE)}
   <Header value="Confidence in your quality score" size="5"/>

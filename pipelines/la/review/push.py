@@ -3,9 +3,10 @@
 Phases:
 0. clips    (inside each annotate unit, while the episode's frames are in memory)
             one MP4 per segment and review camera (exterior view, plus the wrist
-            view when the card has one) into OUT/la/<source>/review/media/;
+            view when the card has one) into OUT/la/<source>/review/media/; a source
+            without cameras gets one state plot PNG per segment in review/plots/ instead;
 1. collect  read the candidate rows of the manifest's shards;
-2. match    find each candidate's clips (a candidate without them gets no task,
+2. match    find each candidate's clips or plot (a candidate without them gets no task,
             and is reported);
 3. tasks    one task per segment keyed `source_episode_id#segment_index`, the
             proposal (subaction, instruction, start, end) attached as a
@@ -26,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
@@ -33,11 +35,14 @@ from datasets_cards import Episode, SourceCard
 from datasets_cards.constants import REVIEW_DIR
 from datasets_cards.manifest import Manifest
 from pipelines.io import write_text_atomic
+from pipelines.la.plots import write_segment_plot
 from pipelines.la.review import labeling
 from pipelines.labelstudio.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
 from pipelines.labelstudio.clips import write_clip
 
 MEDIA_DIR = "media"
+PLOTS_DIR = "plots"  # review/plots/: the state plots of a source without cameras (media/ holds only clips)
+PLOT_CONTEXT_S = 1.0  # seconds of state drawn either side of a segment: its boundaries show against what surrounds them
 TASKS_FILE = "tasks.json"
 PROJECT_FILE = "project.json"  # where the run's project lives: lets pull find it after the manifest changes
 LABEL_CONFIG_FILE = "label_config.xml"
@@ -108,9 +113,29 @@ def review_cameras(card: SourceCard) -> list[str]:
     return exterior[:1] + card.cameras_with_view("wrist")[:1]
 
 
+def _file_stem(key: str) -> str:
+    return key.replace("/", "_").replace("#", "__")
+
+
 def clip_path(media_dir: str, key: str, camera: str) -> str:
-    safe = key.replace("/", "_").replace("#", "__")
-    return f"{media_dir}/{safe}.{camera}.mp4"
+    return f"{media_dir}/{_file_stem(key)}.{camera}.mp4"
+
+
+def plot_path(plots_dir: str, key: str) -> str:
+    return f"{plots_dir}/{_file_stem(key)}.state.png"
+
+
+def media_folder(out_dir: str, cameras: list[str]) -> str:
+    """Where the tasks' media lie (the folder Label Studio's local-files storage serves)."""
+    return f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR if cameras else PLOTS_DIR}"
+
+
+def segment_media(out_dir: str, key: str, cameras: list[str]) -> dict[str, str]:
+    """The files one task shows, by labeling object name: a clip per camera, or the state plot without cameras."""
+    folder = media_folder(out_dir, cameras)
+    if not cameras:
+        return {labeling.STATE_PLOT: plot_path(folder, key)}
+    return {c: clip_path(folder, key, c) for c in cameras}
 
 
 def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any]], cameras: list[str]) -> int:
@@ -132,46 +157,72 @@ def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any
     return written
 
 
-def find_segment_clips(
+def write_episode_state_plots(out_dir: str, episode: Episode, rows: list[dict[str, Any]], pose: np.ndarray) -> int:
+    """For a source without cameras: a state plot of every segment of `episode` (inside its annotate unit).
+
+    `pose` is the episode's canonical end-effector pose (T×6), the one its segments were found on.
+    Plots already there are kept (a resumed or retried unit); returns the number written now.
+    """
+    folder = media_folder(out_dir, [])
+    fs, _ = fsspec.core.url_to_fs(folder)
+    context = round(PLOT_CONTEXT_S * episode.fps)
+    gripper = np.asarray(episode.gripper, dtype=np.float64)
+    written = 0
+    for row in rows:
+        key = task_key(row["source_episode_id"], row["segment_index"])
+        path = plot_path(folder, key)
+        if not fs.exists(path):
+            write_segment_plot(path, f"{key}: proposed '{row['subaction']}'", pose, gripper,
+                               int(row["start"]), int(row["end"]), context)
+            written += 1
+    return written
+
+
+def find_segment_media(
     out_dir: str, rows: list[dict[str, Any]], cameras: list[str]
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """The clips the units cut for every candidate; returns ({key: {camera: path}}, episodes without clips)."""
-    media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
-    fs, _ = fsspec.core.url_to_fs(media_dir)
-    clips: dict[str, dict[str, str]] = {}
+    """The clips (or state plots) the units made for every candidate; returns ({key: {object name: path}},
+    episodes without them)."""
+    fs, _ = fsspec.core.url_to_fs(media_folder(out_dir, cameras))
+    media: dict[str, dict[str, str]] = {}
     missing: dict[str, None] = {}
     for row in rows:
         key = task_key(row["source_episode_id"], row["segment_index"])
-        paths = {c: clip_path(media_dir, key, c) for c in cameras}
+        paths = segment_media(out_dir, key, cameras)
         if all(fs.exists(p) for p in paths.values()):
-            clips[key] = paths
+            media[key] = paths
         else:
             missing[row["source_episode_id"]] = None
-    reason = "no review clips (annotated with review off: re-run annotate with -o review=true into a new --out)"
-    return clips, [f"{episode_id}: {reason}" for episode_id in missing]
+    what = "clips" if cameras else "state plots"
+    reason = f"no review {what} (annotated with review off: re-run annotate with -o review=true into a new --out)"
+    return media, [f"{episode_id}: {reason}" for episode_id in missing]
 
 
 def media_url(path: str, document_root: str) -> str:
-    """The Label Studio local-files URL of a clip (it must lie below the server's document root)."""
+    """The Label Studio local-files URL of a clip or plot (it must lie below the server's document root)."""
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(document_root))
     if relative.startswith(".."):
         raise ValueError(
-            f"clip {path} is outside the Label Studio document root {document_root}; "
+            f"review file {path} is outside the Label Studio document root {document_root}; "
             f"start the server with {DOCUMENT_ROOT_ENV} set to a parent of the output folder"
         )
     return LOCAL_FILES_URL + quote(relative)
 
 
 def build_tasks(
-    rows: list[dict[str, Any]], clips: dict[str, dict[str, str]], document_root: str
+    rows: list[dict[str, Any]], media: dict[str, dict[str, str]], document_root: str
 ) -> list[dict[str, Any]]:
-    """Label Studio tasks with the proposal as a prediction; disagreements first, then by key."""
+    """Label Studio tasks with the proposal as a prediction; disagreements first, then by key.
+
+    `media` maps a task key to its files by labeling object name (`find_segment_media`).
+    """
     tasks = []
     for row in rows:
         key = task_key(row["source_episode_id"], row["segment_index"])
-        if key not in clips:
+        if key not in media:
             continue
         needs_review_first = not row["agreement"]
+        no_clip = labeling.STATE_PLOT in media[key]
         data = {
             "key": key,
             "source_episode_id": row["source_episode_id"],
@@ -187,10 +238,11 @@ def build_tasks(
             "summary": (
                 f"{key}: proposed '{row['subaction']}' on frames [{row['start']}, {row['end']})"
                 + ("  (segmenters disagree)" if needs_review_first else "")
+                + (f"  {labeling.NO_CAMERAS_NOTE}" if no_clip else "")
             ),
-            **{labeling.video_key(cam): media_url(path, document_root) for cam, path in clips[key].items()},
+            **{labeling.media_key(name): media_url(path, document_root) for name, path in media[key].items()},
         }
-        tasks.append({"data": data, "predictions": [prediction(row, next(iter(clips[key])))]})
+        tasks.append({"data": data, "predictions": [prediction(row, next(iter(media[key])))]})
     return sorted(tasks, key=lambda t: (-t["data"]["priority"], t["data"]["source_episode_id"],
                                         t["data"]["segment_index"]))
 
@@ -214,6 +266,7 @@ def prediction(row: dict[str, Any], to_name: str) -> dict[str, Any]:
 def _prepare(
     out_dir: str, card: SourceCard | None, document_root: str | None
 ) -> tuple[Manifest, list[dict[str, Any]], str, str, list[str]]:
+    """(manifest, tasks, labeling config, the media folder, unreadable episodes)."""
     if "://" in out_dir and not out_dir.startswith("file://"):
         raise ValueError(
             f"the Label Studio review needs a local output folder (its clips are served from disk), got {out_dir}"
@@ -223,19 +276,19 @@ def _prepare(
     card = card or manifest.source_card()
     cameras = review_cameras(card)
     rows = read_candidates(out_dir, manifest)
-    clips, unreadable = find_segment_clips(out_dir, rows, cameras)
+    media, unreadable = find_segment_media(out_dir, rows, cameras)
     # Default document root: the output root OUT (out_dir is OUT/la/<source>), as `make labelstudio` serves it.
     root = document_root or os.environ.get(DOCUMENT_ROOT_ENV) or str(Path(out_dir).parent.parent)
-    tasks = build_tasks(rows, clips, root)
+    tasks = build_tasks(rows, media, root)
     config = labeling.labeling_config(cameras, VOCABULARY)
-    return manifest, tasks, config, root, unreadable
+    return manifest, tasks, config, media_folder(out_dir, cameras), unreadable
 
 
 def export_tasks_json(out_dir: str, *, card: SourceCard | None = None, document_root: str | None = None) -> PushResult:
     """Write OUT/la/<source>/review/{tasks.json, label_config.xml} next to the clips, for import by hand.
 
     In Label Studio: create a project, paste label_config.xml under Settings → Labeling Interface,
-    add a Local Files storage pointing at review/media (server started with
+    add a Local Files storage pointing at review/media (review/plots for a source without cameras; server started with
     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<document_root>),
     then import tasks.json. `document_root` defaults to that env var, else the output root.
     """
@@ -254,7 +307,7 @@ def existing_keys(client: LabelStudioClient, project_id: int) -> set[str]:
 def ensure_project(
     client: LabelStudioClient, title: str, config: str, media_dir: str, annotations_per_task: int = 1
 ) -> dict[str, Any]:
-    """The run's project (created on first push) with a local-files storage over its clips."""
+    """The run's project (created on first push) with a local-files storage over its clips (or state plots)."""
     project = client.find_project(title) or client.create_project(
         title, config, description="LA segment verification (la4vla.txt Appendix 7.6): quality 0-3, keep ≥ 2",
         annotations_per_task=annotations_per_task,
@@ -274,9 +327,9 @@ def push_candidates(
     `annotations_per_task` > 1 makes Label Studio hand each task to that many verifiers
     (needed for Krippendorff's alpha; the paper double-annotated a subset).
     """
-    manifest, tasks, config, _, unreadable = _prepare(out_dir, card, document_root)
+    manifest, tasks, config, media_dir, unreadable = _prepare(out_dir, card, document_root)
     title = project_title(manifest)
-    project = ensure_project(client, title, config, f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}", annotations_per_task)
+    project = ensure_project(client, title, config, media_dir, annotations_per_task)
     have = existing_keys(client, project["id"])
     new = [t for t in tasks if t["data"]["key"] not in have]
     if new:

@@ -1,17 +1,23 @@
 """The la pipeline through the real Prefect annotate flow: shards, card, LeRobot v2.1 and LA-V.
 
 A synthetic format stands in for the source (pick-and-place with small camera frames, see
-conftest.py); a second test runs the generated sample-droid when it is present.
+conftest.py); another test runs the generated sample-droid when it is present, and one the
+synthetic episodes as a source without cameras.
 """
 
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
+from urllib.parse import unquote
 
 import pytest
 
+from datasets_cards.constants import REVIEW_DIR
 from pipelines.flows import annotate as flow_module
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
+from pipelines.la.review import labeling
+from pipelines.la.review.push import LABEL_CONFIG_FILE, LOCAL_FILES_URL, MEDIA_DIR, PLOTS_DIR, TASKS_FILE
 from tests.pipelines.la.conftest import CAMERAS, SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
 
 
@@ -103,3 +109,24 @@ def test_lav_after_review_keeps_staged_clips_and_recuts_a_moved_boundary_from_th
     video = out / "lerobot_v" / "videos" / "chunk-000" / f"observation.images.{CAMERAS[0]}" / "episode_000001.mp4"
     with av.open(str(video)) as container:
         assert sum(1 for _ in container.decode(video=0)) == recut["end"] - recut["start"]
+
+
+def test_a_source_without_cameras_gets_review_tasks_with_state_plots_instead_of_clips(state_only_run):
+    out, target, manifest = state_only_run.out, state_only_run.target, state_only_run.manifest
+    review = target / REVIEW_DIR
+    tasks = json.loads((review / TASKS_FILE).read_text())
+    assert manifest.complete and manifest.rows > 0 and len(tasks) == manifest.rows
+    assert manifest.stats["review"].startswith(f"{manifest.rows} review tasks written")
+    for task in tasks:
+        data = task["data"]
+        assert not [k for k in data if k.startswith("video_")]  # no clip keys at all
+        plot = out / unquote(data[labeling.STATE_PLOT].removeprefix(LOCAL_FILES_URL))  # default root: OUT
+        assert plot.parent == review / PLOTS_DIR and plot.read_bytes().startswith(b"\x89PNG")
+        assert "no cameras" in data["summary"] and "no clip" in data["summary"]
+        assert {r["to_name"] for r in task["predictions"][0]["result"]} == {labeling.STATE_PLOT}
+    config = ET.parse(review / LABEL_CONFIG_FILE).getroot()
+    assert config.find(".//Video") is None and config.find(f".//Image[@name='{labeling.STATE_PLOT}']") is not None
+    assert not (review / MEDIA_DIR).exists() and not (target / "lerobot_v").exists()  # no clips, no LA-V
+    card = (target / "card.md").read_text()
+    assert "no cameras (a state-only recording)" in card and "state plot of each" in card and "instead of clips" in card
+    assert "LA-V: none" in card

@@ -1,4 +1,5 @@
-"""The labeling config: the paper's scales as hints, one video per camera, the LA vocabulary."""
+"""The labeling config: the paper's scales as hints, one video per camera (a state plot without cameras),
+the LA vocabulary."""
 
 from __future__ import annotations
 
@@ -14,10 +15,29 @@ def choices(root: ET.Element, name: str) -> list[ET.Element]:
     return root.find(f".//Choices[@name='{name}']").findall("Choice")
 
 
-@pytest.mark.parametrize("cameras, vocabulary", [([], VOCABULARY), (["ext"], ())])
-def test_labeling_config_refuses_empty_inputs(cameras, vocabulary):
+@pytest.mark.parametrize("cameras", [[], ["ext"]])
+def test_labeling_config_refuses_an_empty_vocabulary(cameras):
     with pytest.raises(ValueError):
-        labeling.labeling_config(cameras, vocabulary)
+        labeling.labeling_config(cameras, ())
+
+
+@pytest.mark.parametrize("cameras", [[], ["exterior"], ["exterior", "wrist"]])
+def test_every_control_points_at_an_object_of_the_config(cameras):
+    root = ET.fromstring(labeling.labeling_config(cameras, VOCABULARY))
+    objects = {e.get("name") for e in root.iter() if e.tag in {"Video", "Image", "Text"}}
+    controls = [e for e in root.iter() if e.get("toName") is not None]
+    assert {c.get("name") for c in controls} == {labeling.QUALITY, labeling.CONFIDENCE, *labeling.EDITABLE_CONTROLS}
+    assert all(c.get("toName") in objects for c in controls)
+
+
+def test_without_cameras_the_state_plot_is_the_main_object_and_the_config_says_why():
+    root = ET.fromstring(labeling.labeling_config([], VOCABULARY))
+    assert root.find(".//Video") is None
+    assert [(i.get("name"), i.get("value")) for i in root.findall(".//Image")] == [
+        (labeling.STATE_PLOT, f"${labeling.STATE_PLOT}")
+    ]
+    assert {c.get("toName") for c in root.iter() if c.get("toName")} == {labeling.STATE_PLOT}
+    assert labeling.NO_CAMERAS_NOTE in [h.get("value") for h in root.findall("Header")]
 
 
 @pytest.mark.parametrize("cameras", [["exterior"], ["exterior", "wrist"]])

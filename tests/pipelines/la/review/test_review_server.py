@@ -38,12 +38,12 @@ def verified_rows(out_dir) -> list[dict]:
     return [r for s in manifest.current_shards for r in pq.read_table(out_dir / s.path).to_pylist()]
 
 
-def result(quality: int, confidence: int, **values) -> list[dict]:
+def result(quality: int, confidence: int, to_name: str = "static", **values) -> list[dict]:
     kinds = {labeling.SUBACTION: ("choices", lambda v: {"choices": [v]}),
              labeling.INSTRUCTION: ("textarea", lambda v: {"text": [v]})}
     items = [("quality", "choices", {"choices": [str(quality)]}), ("confidence", "choices", {"choices": [str(confidence)]})]
     items += [(name, kinds[name][0], kinds[name][1](v)) for name, v in values.items()]
-    return [{"from_name": n, "to_name": "static", "type": t, "value": v} for n, t, v in items]
+    return [{"from_name": n, "to_name": to_name, "type": t, "value": v} for n, t, v in items]
 
 
 def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tmp_path):
@@ -143,3 +143,36 @@ def test_annotate_on_the_sample_pushes_its_candidates_and_review_keeps_what_two_
     kept = verified_rows(out / "la" / "sample-droid")
     assert sorted(f"{r['source_episode_id']}#{r['segment_index']}" for r in kept) == sorted(accepted)
     assert all(r["verified"] for r in kept)
+
+
+def test_a_source_without_cameras_is_pushed_with_state_plots_and_reviewed(label_studio, tmp_path, monkeypatch):
+    """`make annotate` on a state-only card with LABEL_STUDIO_URL set: the server takes the <Image> config and
+    serves the plots; scores given on them go through `make review` like clip tasks."""
+    from pipelines.flows.annotate import annotate
+    from tests.pipelines.la.conftest import STATE_ONLY_SOURCE, synthetic_format, write_state_only_card
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.document_root))
+    out = label_studio.document_root / f"state-only-{tmp_path.name}"
+    card = write_state_only_card(tmp_path)
+    with synthetic_format():
+        manifest = annotate(source=card, pipeline="la", out=str(out), options={"plots": 0})
+    assert manifest.stats["review"].startswith(f"{manifest.rows} new review tasks")
+
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    target = out / "la" / STATE_ONLY_SOURCE
+    project = json.loads((target / REVIEW_DIR / PROJECT_FILE).read_text())
+    tasks = sorted(client.export(project["id"]), key=lambda t: t["data"]["key"])
+    assert len(tasks) == manifest.rows and not [k for t in tasks for k in t["data"] if k.startswith("video_")]
+    served = client.get(tasks[0]["data"][labeling.STATE_PLOT])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    for i, task in enumerate(tasks):  # even tasks accepted, odd ones rejected
+        client.create_annotation(task["id"], result(3 if i % 2 == 0 else 1, 2, to_name=labeling.STATE_PLOT))
+
+    with synthetic_format():
+        metrics = review(source=card, out=str(out), url=label_studio.url, token=label_studio.token)
+
+    assert (metrics["reviewed"], metrics["kept"]) == (len(tasks), len(tasks[::2]))
+    kept = verified_rows(target)
+    assert sorted(f"{r['source_episode_id']}#{r['segment_index']}" for r in kept) == [t["data"]["key"] for t in tasks[::2]]
