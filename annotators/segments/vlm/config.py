@@ -52,7 +52,7 @@ class VlmConfig:
     timeout_s: float = 120.0
     max_api_retries: int = 5  # on 429 / 5xx / connection errors
     backoff_base_s: float = 1.0  # delay = min(max, base·2^attempt) · uniform(0.5, 1)
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 30.0  # also caps how long a server's Retry-After is honoured
     extra_body: Mapping[str, object] = field(default_factory=dict)  # e.g. {"enable_thinking": False}
 
     def __post_init__(self) -> None:

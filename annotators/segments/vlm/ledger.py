@@ -1,4 +1,5 @@
-"""Token ledger: input/output tokens per episode and in total, from the API's usage field."""
+"""Token ledger: input/output tokens per episode and in total, from the API's usage field,
+and how many requests the endpoint throttled (HTTP 429)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class EpisodeTokens:
     cache_hits: int = 0  # answers replayed from the cache, at no cost
     cached_input_tokens: int = 0  # what the cached answers cost when they were first paid
     cached_output_tokens: int = 0
+    throttled: int = 0  # 429 answers (rate limited) received while segmenting the episode
 
 
 class TokenLedger:
@@ -34,6 +36,11 @@ class TokenLedger:
                 e.requests += 1
                 e.input_tokens += input_tokens
                 e.output_tokens += output_tokens
+
+    def record_throttled(self, episode_id: str, count: int = 1) -> None:
+        """The endpoint answered 429 (rate limited) to a request of this episode."""
+        with self._lock:
+            self._episodes.setdefault(episode_id, EpisodeTokens()).throttled += count
 
     def episode(self, episode_id: str) -> EpisodeTokens:
         with self._lock:

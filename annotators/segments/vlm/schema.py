@@ -29,12 +29,14 @@ class InvalidOutput(ValueError):
 class SegmentProposal(BaseModel):
     """One element of the answer: [{subaction, instruction, start, end}] with times in seconds."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # allow_inf_nan=False: a NaN end passes every comparison (NaN <= start is False) and would
+    # become one segment covering the episode; 1e400 parses to inf without any NaN in the text.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     subaction: str
     instruction: str = Field(min_length=1)
-    start: float = Field(ge=0)
-    end: float
+    start: float = Field(ge=0, allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
 
     @field_validator("subaction")
     @classmethod
@@ -71,6 +73,11 @@ def text_to_proposals(text: str) -> list[SegmentProposal]:
     return sorted(proposals, key=lambda p: (p.start, p.end))
 
 
+def _reject_constant(name: str) -> object:
+    """json's hook for NaN, Infinity and -Infinity, which Python accepts and JSON does not."""
+    raise InvalidOutput("vlm_invalid_json", f"non-finite number {name} is not JSON; give times as finite seconds")
+
+
 def _json_payload(text: str) -> object:
     """The JSON an answer carries: after any <think> block, inside a ``` fence if there is one,
     else the first JSON value in the text (models often say a sentence before it)."""
@@ -80,9 +87,10 @@ def _json_payload(text: str) -> object:
         body = fenced.group(1)
     starts = [i for i in (body.find("["), body.find("{")) if i >= 0]
     try:
+        decoder = json.JSONDecoder(parse_constant=_reject_constant)
         if not starts:
-            return json.loads(body)  # raises with the position of the problem
-        data, _ = json.JSONDecoder().raw_decode(body, min(starts))  # trailing prose is ignored
+            return decoder.decode(body)  # raises with the position of the problem
+        data, _ = decoder.raw_decode(body, min(starts))  # trailing prose is ignored
         return data
     except json.JSONDecodeError as e:
         raise InvalidOutput("vlm_invalid_json", f"not JSON ({e.msg} at char {e.pos})") from e

@@ -6,6 +6,9 @@ neighbours, sparse uniform) and pack them per camera into timestamped contact sh
 with the error a bounded number of times → stitch windows into one contiguous cover →
 cross-check against the kinematic fallback. Output that stays invalid, or an endpoint that
 stays down, yields the fallback's segments marked segmenter="vlm_fallback" with the reason.
+An answer that is not a chat completion (an HTML page, no choices) makes the episode an
+EpisodeError (quarantined, the other episodes go on); a rejected key or request raises
+RunAbortError, which segment_many lets through: it would fail every episode the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from annotators.segments.base import SEGMENTERS, Segment, SegmentationInput, Segmenter
 from annotators.segments.vlm.cache import CachedResponse, ResponseCache, cache_get, cache_put, request_to_key
-from annotators.segments.vlm.client import ChatBackend, VlmUnavailable
+from annotators.segments.vlm.client import ChatBackend, Completion, VlmBadResponse, VlmUnavailable
 from annotators.segments.vlm.config import VlmConfig
 from annotators.segments.vlm.frames import (
     episode_to_windows,
@@ -46,6 +49,7 @@ from annotators.segments.vlm.schema import (
 from datasets_cards import EpisodeError
 
 API_ERROR_FLAG = "vlm_api_error"
+BAD_RESPONSE_REASON = "vlm_bad_response"  # quarantine reason prefix: the endpoint sent no chat completion
 DISAGREE_FLAG = "kinematic_disagrees"  # flag "kinematic_disagrees:<kinematic label>", reviewed first
 
 
@@ -105,6 +109,8 @@ class VlmSegmenter:
             return self._fall_back(item, e.reason)
         except VlmUnavailable:
             return self._fall_back(item, API_ERROR_FLAG)
+        except VlmBadResponse as e:
+            raise EpisodeError(f"{BAD_RESPONSE_REASON}: {e.reason}", item.episode_id) from e
         segments = cover_to_segments(stitch_covers(covers), n, item.fps, c.min_segment_frames)
         return self._cross_checked(item, segments) if c.cross_check else segments
 
@@ -112,19 +118,25 @@ class VlmSegmenter:
         self, items: Iterable[SegmentationInput], max_in_flight: int | None = None
     ) -> Iterator[list[Segment] | EpisodeError]:
         """Segments of each item, in input order, with at most `max_in_flight` episodes in progress
-        (default: the config's). An episode that cannot be segmented (undecodable frames, say)
-        yields its EpisodeError in its place, so one bad episode does not stop the others."""
+        (default: the config's). An episode that cannot be segmented (undecodable frames, an
+        answer that is not a chat completion) yields its EpisodeError in its place, so one bad
+        episode does not stop the others. Any other error (RunAbortError) propagates, and the
+        episodes not yet started are cancelled."""
         max_in_flight = self.config.max_in_flight if max_in_flight is None else max_in_flight
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be ≥ 1, got {max_in_flight}")
         with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="vlm") as pool:
             pending: deque[Future[list[Segment]]] = deque()
-            for item in items:
-                if len(pending) == max_in_flight:
+            try:
+                for item in items:
+                    if len(pending) == max_in_flight:
+                        yield _result_or_error(pending.popleft())
+                    pending.append(pool.submit(self.segment, item))
+                while pending:
                     yield _result_or_error(pending.popleft())
-                pending.append(pool.submit(self.segment, item))
-            while pending:
-                yield _result_or_error(pending.popleft())
+            finally:  # an error, or the consumer stopped: do not start what is still queued
+                for future in pending:
+                    future.cancel()
 
     # --- one window ---
 
@@ -164,7 +176,7 @@ class VlmSegmenter:
                 return cover
         problem: InvalidOutput | None = None
         for _ in range(c.max_output_retries + 1):
-            answer = self._backend.complete(request)
+            answer = self._complete(item, request)
             self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
             try:
                 if answer.finish_reason == "length":
@@ -187,10 +199,14 @@ class VlmSegmenter:
         if cached is not None:
             self.ledger.record(item.episode_id, cached.input_tokens, cached.output_tokens, cached=True)
             return cached.text
-        answer = self._backend.complete(request)
+        answer = self._complete(item, request)
         self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
         cache_put(self.cache, key, CachedResponse(answer.text, answer.input_tokens, answer.output_tokens))
         return answer.text
+
+    def _complete(self, item: SegmentationInput, request: dict) -> Completion:
+        """One request to the endpoint; 429 answers are counted on the episode's ledger entry."""
+        return self._backend.complete(request, on_throttled=lambda: self.ledger.record_throttled(item.episode_id))
 
     def _sheets(self, item: SegmentationInput, start: int, end: int) -> list[SheetImage]:
         c = self.config

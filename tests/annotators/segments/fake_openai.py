@@ -3,6 +3,8 @@
 Each model name is a scenario: `script(model, replies)` sets the replies its requests get in turn
 (the last one repeats). A reply's content may be a callable of the request body, so answers can
 depend on the time range the prompt asks for. The server counts and keeps every request.
+A reply can also misbehave: extra headers (Retry-After), a raw body instead of a chat
+completion (an HTML page from a proxy), or its own `choices` list (empty, without a message).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _RANGE = re.compile(r"Time range to cover: start (\d+(?:\.\d+)?), end (\d+(?:\.\d+)?)")
@@ -27,6 +29,10 @@ class Reply:
     prompt_tokens: int = 1000
     completion_tokens: int = 100
     delay_s: float = 0.0  # answer this much later (to see requests overlap)
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent with the reply, e.g. {"Retry-After": "2"}
+    raw: str | None = None  # send this body verbatim (with `content_type`) instead of the JSON reply
+    content_type: str = "text/html; charset=utf-8"  # of a raw body
+    choices: list | None = None  # replaces the generated choices of a 200 reply, e.g. [] or [{"index": 0}]
 
 
 def requested_range(request: dict) -> tuple[float, float]:
@@ -104,11 +110,14 @@ class FakeOpenAI:
             def log_message(self, *args: object) -> None:  # quiet test output
                 pass
 
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
+            def _send(self, status: int, body: dict | str, headers: Mapping[str, str] | None = None,
+                      content_type: str = "application/json") -> None:
+                data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -130,15 +139,21 @@ class FakeOpenAI:
 
             def _answer(self, request: dict, reply: Reply) -> None:
                 content = reply.content(request) if callable(reply.content) else reply.content
-                if reply.status != 200:
-                    self._send(reply.status, {"error": {"message": content or "scripted error", "type": "test"}})
+                if reply.raw is not None:
+                    self._send(reply.status, reply.raw, reply.headers, reply.content_type)
                     return
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": content or "scripted error", "type": "test"}},
+                               reply.headers)
+                    return
+                choices = reply.choices if reply.choices is not None else [
+                    {"index": 0, "finish_reason": reply.finish_reason,
+                     "message": {"role": "assistant", "content": content}}]
                 self._send(200, {
                     "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": request["model"],
-                    "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                                 "message": {"role": "assistant", "content": content}}],
+                    "choices": choices,
                     "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                               "total_tokens": reply.prompt_tokens + reply.completion_tokens},
-                })
+                }, reply.headers)
 
         return Handler
