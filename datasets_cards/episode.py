@@ -84,6 +84,10 @@ class FrameSequence(Sequence[np.ndarray]):
 
 
 GRIPPER_RAW = "gripper_raw"  # metadata key: T float32 gripper values as stored, before normalising
+# metadata key: how many raw gripper values lay beyond the card's open or closed value (clipped to [0, 1]);
+# set by every SourceReader (pipelines.formats.base) for sources with a gripper channel.
+GRIPPER_CLIPPED = "gripper_clipped"
+REPLACEMENT_CHARACTER = "\ufffd"  # what a lenient decoder puts where bytes were not valid UTF-8
 
 
 @dataclass
@@ -96,7 +100,7 @@ class Episode:
     - every camera has T frames;
     - state, gripper and actions are finite; gripper lies in [0, 1]
       (0 = open, 1 = closed, whatever the source's convention);
-    - the instruction is a non-empty string.
+    - the instruction is a non-empty string without U+FFFD (the mark of bytes that were not UTF-8).
     """
 
     episode_id: str
@@ -131,6 +135,8 @@ class Episode:
 
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             fail("missing instruction")
+        if REPLACEMENT_CHARACTER in self.instruction:
+            fail(f"instruction holds U+FFFD where its bytes were not valid UTF-8: {self.instruction[:80]!r}")
         if self.fps <= 0:
             fail(f"fps must be positive, got {self.fps}")
         if self.arm_state.ndim != 2:

@@ -10,6 +10,12 @@ Generations: `shards` are what the annotate run wrote (the candidates, generatio
 as `verified` (generation 1, 2, ...); consumers read `current_shards`. Saving
 the manifest is the commit point, so a review killed part-way leaves the
 previous generation in force and the candidates untouched.
+
+Damage: every save also writes a backup copy (`_staging/manifest.backup.json`, written first), so a
+manifest.json that no longer parses (truncated, or valid JSON of the wrong shape) raises
+`ManifestError` naming the file, and the annotate flow rebuilds it from the backup's shards that still
+verify. `damaged_shards` checks shards against their records (size, then sha256): the flow redoes the
+units whose shards fail it, the RLDS export and the trainer refuse them with `ShardIntegrityError`.
 """
 
 from __future__ import annotations
@@ -17,17 +23,35 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr
+import fsspec
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from datasets_cards.codecs import sha256_file
 from datasets_cards.constants import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
 from datasets_cards.source import SourceCard
 from datasets_cards.storage import read_text, write_text_atomic
 
+MANIFEST_BACKUP = "_staging/manifest.backup.json"  # written before manifest.json on every save
+VERIFY_THREADS = 8  # shards hashed at once by `damaged_shards` (hashing and remote reads release the GIL)
+
 
 class DuplicateEpisodeError(ValueError):
     """Two shards of one run hold the same episode."""
+
+
+class ManifestError(ValueError):
+    """manifest.json exists but cannot be read as a manifest (truncated, not JSON, the wrong shape)."""
+
+
+class IncompleteOutputError(ValueError):
+    """An output folder whose run has not finished (complete=false) is asked for as a finished dataset."""
+
+
+class ShardIntegrityError(ValueError):
+    """A shard differs from what manifest.json records (missing, size, checksum, rows) or cannot be read."""
 
 
 class ShardRecord(BaseModel):
@@ -51,7 +75,7 @@ class Generation(BaseModel):
 
 def now() -> str:
     """The manifest's time stamps: UTC, seconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Manifest(BaseModel):
@@ -123,23 +147,92 @@ class Manifest(BaseModel):
 
     @classmethod
     def load_if_exists(cls, out_dir: str, **storage_options) -> Manifest | None:
-        """The manifest of the output folder `out_dir` (any fsspec URL), or None when it has none."""
-        text = read_text(cls.path(out_dir), **storage_options)
-        return None if text is None else cls.model_validate_json(text)
+        """The manifest of the output folder `out_dir` (any fsspec URL), or None when it has none.
+
+        ManifestError (naming the file) when it is there but damaged.
+        """
+        return cls._parse(cls.path(out_dir), storage_options)
+
+    @classmethod
+    def load_backup(cls, out_dir: str, **storage_options) -> Manifest | None:
+        """The backup copy the last save wrote, or None when there is none or it is damaged too."""
+        try:
+            return cls._parse(f"{out_dir.rstrip('/')}/{MANIFEST_BACKUP}", storage_options)
+        except ManifestError:
+            return None
+
+    @classmethod
+    def _parse(cls, path: str, storage_options: dict) -> Manifest | None:
+        try:
+            text = read_text(path, **storage_options)
+            return None if text is None else cls.model_validate_json(text)
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{path} is damaged (not UTF-8 text at byte {e.start})") from e
+        except ValidationError as e:
+            problems = e.errors()
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"])
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise ManifestError(f"{path} is damaged ({where + ': ' if where else ''}{first['msg']}{more})") from e
 
     @classmethod
     def load(cls, out_dir: str, **storage_options) -> Manifest:
-        """The manifest of `out_dir`; FileNotFoundError when the folder holds no finished or started run."""
-        manifest = cls.load_if_exists(out_dir, **storage_options)
+        """The manifest of `out_dir`; FileNotFoundError when the folder holds no finished or started run,
+        ManifestError naming the file when it is damaged."""
+        try:
+            manifest = cls.load_if_exists(out_dir, **storage_options)
+        except ManifestError as e:
+            raise ManifestError(f"{e}; re-run the annotate flow on {out_dir.rstrip('/')} to rebuild it "
+                                "from the shards that still verify") from e
         if manifest is None:
             raise FileNotFoundError(f"no {MANIFEST_FILE} in {out_dir}: not an output folder written by the flows "
                                     "(run `make annotate` first)")
         return manifest
 
     def save(self, out_dir: str) -> None:
-        """Write atomically to `out_dir`/manifest.json, stamping `updated`."""
+        """Write atomically to `out_dir`/manifest.json (and its backup first), stamping `updated`."""
         self.updated = now()
-        write_text_atomic(self.path(out_dir), self.model_dump_json(indent=2))
+        text = self.model_dump_json(indent=2)
+        write_text_atomic(f"{out_dir.rstrip('/')}/{MANIFEST_BACKUP}", text)
+        write_text_atomic(self.path(out_dir), text)
+
+    def damaged_shards(self, out_dir: str, records: list[ShardRecord] | None = None, *, checksum: bool = True,
+                       **storage_options) -> dict[str, str]:
+        """Shard path → what is wrong, for the `records` (default: the candidates) that fail verification.
+
+        Size always (a listing), the sha256 too with `checksum` (one read of every shard, several at once).
+        """
+        records = self.shards if records is None else records
+        fs, base = fsspec.core.url_to_fs(out_dir.rstrip("/"), **storage_options)
+        where = out_dir.rstrip("/")
+        with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
+            problems = pool.map(lambda r: shard_problem(fs, f"{base}/{r.path}", r, checksum=checksum), records)
+            return {f"{where}/{r.path}": p for r, p in zip(records, problems) if p is not None}
+
+    def verify_shards(self, out_dir: str, records: list[ShardRecord] | None = None, *, checksum: bool = True,
+                      **storage_options) -> None:
+        """Raise ShardIntegrityError naming the first damaged shard (and how many are) of `records`."""
+        damaged = self.damaged_shards(out_dir, records, checksum=checksum, **storage_options)
+        if damaged:
+            path, problem = next(iter(damaged.items()))
+            more = f" ({len(damaged) - 1} more shard(s) damaged)" if len(damaged) > 1 else ""
+            raise ShardIntegrityError(f"shard {path} {problem}{more}; re-run the annotate flow on "
+                                      f"{out_dir.rstrip('/')} to rebuild it")
+
+
+def shard_problem(fs: fsspec.AbstractFileSystem, path: str, record: ShardRecord, *, checksum: bool = True) -> str | None:
+    """What is wrong with the shard at `path` on `fs` against its record, or None when it verifies."""
+    try:
+        if not fs.exists(path):
+            return f"is listed in {MANIFEST_FILE} but missing"
+        size = fs.size(path)
+        if size != record.bytes:
+            return f"has {size} bytes, {MANIFEST_FILE} says {record.bytes}"
+        if checksum and (digest := sha256_file(path, fs)) != record.sha256:
+            return f"has sha256 {digest[:16]}…, {MANIFEST_FILE} says {record.sha256[:16]}… (its bytes changed)"
+    except OSError as e:
+        return f"cannot be read ({type(e).__name__}: {str(e).strip()})"
+    return None
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ card's `params:` block states only what differs from their defaults.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -39,12 +40,67 @@ def validate_rotation(rotation: str) -> str:
     raise ValueError(f"unknown rotation representation {rotation!r}; known: {', '.join(ROTATIONS)}")
 
 
-class StateSpec(_Strict):
+# The default plausible range of every state and action dim: wide enough for any real corpus (metres,
+# radians, degrees, motor ticks up to 4096), narrow enough to catch a sensor spike such as a finite 3e38.
+DEFAULT_PLAUSIBLE_RANGE = (-1e4, 1e4)
+Bounds = tuple[float, float]
+
+
+class _PlausibleRange(_Strict):
+    """`plausible_range`: values outside it quarantine the episode (a spike no robot produces).
+
+    One [low, high] for every dim, or a list with one [low, high] per dim (in the order of `names`);
+    finite bounds only (cards travel as JSON), so a very wide range such as [-1e30, 1e30] turns it off.
+    """
+
+    names: list[str] = Field(default_factory=list)
+    plausible_range: Bounds | list[Bounds] = DEFAULT_PLAUSIBLE_RANGE
+
+    @field_validator("plausible_range")
+    @classmethod
+    def _ordered(cls, v):
+        for low, high in [v] if isinstance(v, tuple) else v:
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"plausible_range needs finite low < high, got [{low}, {high}]")
+        return v
+
+    @model_validator(mode="after")
+    def _one_range_per_name(self):
+        if isinstance(self.plausible_range, list) and self.names and len(self.plausible_range) != len(self.names):
+            raise ValueError(f"plausible_range has {len(self.plausible_range)} ranges for {len(self.names)} names")
+        return self
+
+    def out_of_range(self, values, field: str = "plausible_range") -> str | None:
+        """None when every value of T×D `values` lies in the plausible range, else what lies outside and where
+        (`field`: how the message names the card field, e.g. "state.plausible_range")."""
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or not values.size:
+            return None
+        dims = values.shape[1]
+        if isinstance(self.plausible_range, tuple):
+            bounds = np.tile(np.asarray(self.plausible_range, np.float64), (dims, 1))
+        elif len(self.plausible_range) == dims:
+            bounds = np.asarray(self.plausible_range, np.float64)
+        else:
+            raise CardError(f"{field} has {len(self.plausible_range)} ranges, the data has {dims} dims")
+        bad = (values < bounds[:, 0]) | (values > bounds[:, 1])  # NaN compares False: the Episode checks those
+        if not bad.any():
+            return None
+        step, dim = (int(i) for i in np.argwhere(bad)[0])
+        name = self.names[dim] if dim < len(self.names) else f"dim {dim}"
+        return (f"{name} = {values[step, dim]:.4g} at step {step} is outside {field} [{bounds[dim, 0]:g}, "
+                f"{bounds[dim, 1]:g}] ({int(bad.sum())} value(s) outside in all)")
+
+
+class StateSpec(_PlausibleRange):
     """Where the arm state lives. Several keys are concatenated in order."""
 
     keys: list[str]  # e.g. ["observation/cartesian_position"]
     dims: list[int] | None = None  # indices kept after concatenation (None = all)
     names: list[str] = Field(default_factory=list)  # human names of the kept dims, e.g. x,y,z,roll,pitch,yaw
+    # plausible_range (see _PlausibleRange): default ±1e4 for every kept dim; outside it: quarantined.
     frame: str = "base"  # frame the Cartesian part is expressed in
     # ee_pose: xyz (m) then the orientation as `rotation` says; joint: joint positions (rad, m).
     space: Literal["ee_pose", "joint"] = "ee_pose"
@@ -102,17 +158,27 @@ class GripperSpec(_Strict):
         return self.model_copy(update={"open_value": low if opens_low else high,
                                        "closed_value": high if opens_low else low})
 
-    def normalise(self, raw):
-        """Raw values → [0, 1] with 0 = open, 1 = closed (clipped)."""
+    def _scaled(self, raw):
         import numpy as np
 
-        scaled = (np.asarray(raw, dtype=np.float32) - self.open_value) / (self.closed_value - self.open_value)
-        return np.clip(scaled, 0.0, 1.0)
+        return (np.asarray(raw, dtype=np.float32) - self.open_value) / (self.closed_value - self.open_value)
+
+    def normalise(self, raw):
+        """Raw values → [0, 1] with 0 = open, 1 = closed (clipped: `clipped_count` says how many were)."""
+        import numpy as np
+
+        return np.clip(self._scaled(raw), 0.0, 1.0)
+
+    def clipped_count(self, raw) -> int:
+        """How many raw values lie beyond the open or the closed value (`normalise` clips them)."""
+        scaled = self._scaled(raw)
+        return int(((scaled < 0.0) | (scaled > 1.0)).sum())
 
 
-class ActionSpec(_Strict):
+class ActionSpec(_PlausibleRange):
     keys: list[str]  # concatenated in order, e.g. ["action"] or ["action/world_vector", ...]
     names: list[str] = Field(default_factory=list)  # layout, one name per dim
+    # plausible_range (see _PlausibleRange): default ±1e4 for every dim; outside it: quarantined.
     space: str = "ee_velocity"  # ee_velocity | ee_delta | ee_absolute | joint_velocity | joint_absolute
 
 

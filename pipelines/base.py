@@ -13,6 +13,14 @@ unit). Its side effects are named phases that the flow runs:
 - `steps` (per run, after finalize: idempotent exports and deliveries, each run
   by the flow as a retried Prefect task).
 
+Frames are decoded inside the unit or never. A pipeline decodes every frame it needs
+(for its model, clips, tiles, staged videos) with `checked_frames`, which raises
+FrameDecodeError naming the camera and the frame index when one does not decode or has
+another size than the camera's other frames; the flow quarantines the episode with that
+reason. `finalize` and `steps` only read what the units staged (shards, staged files) and
+never open the source: nothing after the unit can meet an undecoded frame for the first
+time, so a bad frame costs its episode and never the run.
+
 Pipelines are chosen by output-card name through `PIPELINES`; the built-ins are
 found by convention (`pipelines/<name>/pipeline.py`), so a pipeline is its params
 file, its folder, its output card and its recipe.
@@ -24,11 +32,23 @@ import functools
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from datasets_cards import CardError, Episode, EpisodeError, OutputCard, SourceCard, load_output_card
+import numpy as np
+
+from datasets_cards import (
+    CardError,
+    Episode,
+    EpisodeError,
+    FrameDecodeError,
+    OutputCard,
+    SourceCard,
+    load_output_card,
+)
+from datasets_cards.codecs import decode_image
 from datasets_cards.manifest import Manifest
 from datasets_cards.registry import Registry, modules_named
 
@@ -98,7 +118,8 @@ class Pipeline(ABC):
 
         Runs inside the unit right after the episode's rows; returns statistics merged into the
         unit's (e.g. {"plots": ["plots/episode-000.png"]}). Must be idempotent: a retried or
-        resumed unit writes the same files again.
+        resumed unit writes the same files again. Decode the frames with `checked_frames` before
+        writing anything: its FrameDecodeError quarantines the episode (its rows are not written).
         """
         return {}
 
@@ -117,6 +138,76 @@ class Pipeline(ABC):
     def steps(self) -> list[Step]:
         """Idempotent work after finalize (exports, deliveries), in order; the flow retries each."""
         return []
+
+
+BAD_FRAME = "bad frame"  # how the reason of an episode quarantined for its frames starts
+_BAD_FRAMES_NAMED = 5  # frame indices named per camera in one reason; the rest are counted
+
+
+def checked_frames(episode: Episode, camera: str, map_fn: Callable = map) -> np.ndarray:
+    """Every frame of `camera` decoded, as uint8 T×H×W×3, or FrameDecodeError naming the frames that are not.
+
+    A frame is bad when its bytes do not decode (corrupt, truncated, empty) or when it decodes to another
+    size than the camera's other frames (the most common size; frame 0's on a tie). The reason names the
+    camera, the index of every bad frame (the first few) and what is wrong with the first, e.g.
+    "bad frame: camera 'wrist_left' frame 29 of 30: undecodable frame (0 bytes): not a JPEG or PNG image".
+    `map_fn` decodes in parallel when given a pool's map (it must keep the order).
+    """
+    seq = episode.frames[camera]
+    if seq.encoded is None:  # a loader (video file, HDF5): one array, or a FrameDecodeError of its own
+        try:
+            frames = seq.load()
+        except EpisodeError as e:
+            raise FrameDecodeError(f"{BAD_FRAME}: camera {camera!r}: {e.reason}", episode.episode_id) from e
+        return frames
+    encoded = seq.encoded
+
+    def decode(i: int) -> np.ndarray | FrameDecodeError:
+        try:
+            return decode_image(encoded[i])
+        except FrameDecodeError as e:
+            return e
+
+    images = list(map_fn(decode, range(len(encoded))))
+    shapes = Counter(im.shape for im in images if isinstance(im, np.ndarray))
+    size = max(shapes, key=lambda s: (shapes[s], s == getattr(images[0], "shape", None))) if shapes else None
+    bad = [(i, im) for i, im in enumerate(images) if not isinstance(im, np.ndarray) or im.shape != size]
+    if not bad:
+        return np.stack(images)
+    first, what = bad[0]
+    if isinstance(what, np.ndarray):
+        problem = f"is {'×'.join(map(str, what.shape))}, the camera's other frames are {'×'.join(map(str, size))}"
+    else:
+        problem = what.reason
+    more = [i for i, _ in bad[1:]]
+    others = ""
+    if more:
+        named = ", ".join(map(str, more[:_BAD_FRAMES_NAMED])) + (f" and {len(more) - _BAD_FRAMES_NAMED} more"
+                                                                  if len(more) > _BAD_FRAMES_NAMED else "")
+        others = f" (also bad: frame{'s' if len(more) > 1 else ''} {named})"
+    raise FrameDecodeError(f"{BAD_FRAME}: camera {camera!r} frame {first} of {len(images)}: {problem}{others}",
+                           episode.episode_id)
+
+
+class NamedFrames(Sequence[np.ndarray]):
+    """One camera's frames for a model that reads a few of them (the VLM's contact sheets), decoded on access:
+    a frame that does not decode raises FrameDecodeError naming the camera and the frame index, as
+    `checked_frames` does."""
+
+    def __init__(self, episode: Episode, camera: str):
+        self.episode_id, self.camera, self.frames = episode.episode_id, camera, episode.frames[camera]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return np.stack([self[i] for i in range(*index.indices(len(self)))])
+        try:
+            return self.frames[index]
+        except EpisodeError as e:
+            raise FrameDecodeError(f"{BAD_FRAME}: camera {self.camera!r} frame {index} of {len(self)}: {e.reason}",
+                                   self.episode_id) from e
 
 
 def merge_stats(total: Mapping[str, Any], part: Mapping[str, Any]) -> dict[str, Any]:

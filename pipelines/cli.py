@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,17 +31,34 @@ def reported_as_errors(log: Path | None = None) -> Iterator[None]:
     repeated episode ids) end the command with one line and exit code 1 instead of a traceback; anything else
     is a bug and shows one. With `log`, the line names the run log that holds the tracebacks."""
     from annotators.segments.vlm.config import VlmConfigError
-    from datasets_cards.manifest import DuplicateEpisodeError
+    from datasets_cards.errors import RunAbortError
+    from datasets_cards.manifest import (
+        DuplicateEpisodeError,
+        IncompleteOutputError,
+        ManifestError,
+        ShardIntegrityError,
+    )
+    from datasets_cards.storage import StorageError, is_disk_error, storage_error
     from pipelines.flows.annotate import ConfigMismatchError
     from pipelines.formats import DuplicateEpisodeIdError
+    from pipelines.io.lease import LeaseHeldError, LeaseLostError
     from pipelines.labelstudio.client import LabelStudioError
 
     fixable = (FileNotFoundError, CardError, UnknownNameError, ConfigMismatchError, VlmConfigError, LabelStudioError,
                DuplicateEpisodeIdError, DuplicateEpisodeError)  # missing weights are a FileNotFoundError
+    # A damaged output (named), another run holding the output's lease, a full or read-only disk.
+    fixable += (ManifestError, IncompleteOutputError, ShardIntegrityError, StorageError, LeaseHeldError, LeaseLostError)
+    fixable += (RunAbortError,)  # a rejected key or request: the run stopped early, saving what finished
     try:
         yield
-    except fixable as e:
-        console.print(f"[red]error:[/] {e}" + (f"\n  (full log: {log})" if log else ""))
+    except fixable as e:  # soft_wrap: the message stays one line, however long its paths
+        console.print(f"[red]error:[/] {e}" + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
+        raise typer.Exit(1) from e
+    except OSError as e:  # a disk error raised past the storage helpers (a pipeline's own writes)
+        if not is_disk_error(e):
+            raise
+        console.print(f"[red]error:[/] {storage_error(e, e.filename or 'the output')}"
+                      + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
         raise typer.Exit(1) from e
 
 
@@ -119,30 +136,40 @@ def sources() -> None:
 @app.command()
 def annotate(
     dataset: Annotated[str, typer.Argument(help="source card name, e.g. droid, bridge, sample-droid")],
-    pipeline: Annotated[Optional[str], typer.Option(help="gaze | pixel | future | la (default: the card's list)")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="gaze | pixel | future | la (default: the card's list)")] = None,
     out: Annotated[str, typer.Option(help="output root (local path or fsspec URL)")] = "outputs",
-    limit: Annotated[Optional[int], typer.Option(help="at most this many episodes")] = None,
-    location: Annotated[Optional[str], typer.Option(help="where the corpus is (overrides the card)")] = None,
-    episodes_per_shard: Annotated[int, typer.Option(help="episodes per work unit / shard")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many episodes (>= 1)")] = None,
+    location: Annotated[str | None, typer.Option(help="where the corpus is (overrides the card)")] = None,
+    episodes_per_shard: Annotated[int, typer.Option(min=1, help="episodes per work unit / shard (>= 1)")] = 8,
     option: Annotated[list[str], typer.Option("--option", "-o", help="pipeline option KEY=VALUE (JSON values)")] = [],
     task_runner: Annotated[str, typer.Option(help="threads | dask | ray")] = "threads",
-    address: Annotated[Optional[str], typer.Option(help="dask scheduler / ray cluster address")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="thread workers (threads runner)")] = None,
-    overwrite: Annotated[bool, typer.Option(help="start over if OUT holds a run with another config")] = False,
-    retries: Annotated[int, typer.Option(help="tries after the first for a failed unit or export step")] = 2,
+    address: Annotated[str | None, typer.Option(help="dask scheduler / ray cluster address")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="thread workers (threads runner, >= 1)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="start over if OUT holds a run with another config or a damaged manifest")] = False,
+    retries: Annotated[int, typer.Option(min=0, help="tries after the first for a failed unit or export step")] = 2,
 ) -> None:
     """Run the annotate flow (resumable: re-running skips finished shards)."""
     from pipelines.flows.annotate import IncompleteRunError, run_annotate
+    from pipelines.flows.arguments import RunArgumentError, check_run_arguments
 
+    options = dict(_parse_option(o) for o in option)
+    try:  # numbers typer checked already; a secret among the options must never reach the flow (Prefect records it)
+        check_run_arguments(limit, episodes_per_shard, retries, options)
+    except RunArgumentError as e:
+        console.print(f"error: {e}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from e
     if location and "://" not in location and not Path(location).exists():  # remote ones are checked by their reader
         raise typer.BadParameter(f"--location {location} does not exist")
+    if "://" not in out and Path(out).exists() and not Path(out).is_dir():  # before the run log goes under it
+        console.print(f"[red]error:[/] --out {out} is a file, not a folder: pass a folder (it is created if missing)",
+                      soft_wrap=True)
+        raise typer.Exit(1)
     try:
         name, location = resolve_source(dataset, location)
         card = load_source_card(name)
     except CardError as e:
         raise typer.BadParameter(str(e)) from e
     dataset_card, name = name, card.name  # a card file runs as that file (its name may be a built-in card's)
-    options = dict(_parse_option(o) for o in option)
     if pipeline and pipeline not in list_outputs():
         raise typer.BadParameter(f"unknown pipeline {pipeline!r}; known: {', '.join(list_outputs())}")
     chosen = [pipeline] if pipeline else [p for p in card.pipelines if p in available_pipelines()]
@@ -188,7 +215,7 @@ def _log_path(out: str, pipeline: str, source: str) -> Path:
 def lerobot_card(
     location: Annotated[str, typer.Argument(help="a LeRobot dataset folder (or fsspec URL)")],
     name: Annotated[str, typer.Option(help="the card's name")],
-    out: Annotated[Optional[Path], typer.Option(help="where to write the card (default: <name>.yaml)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write the card (default: <name>.yaml)")] = None,
 ) -> None:
     """Write a source card for any LeRobot dataset from its meta/info.json; edit it, then `annotate <card>.yaml`."""
     from datasets_cards.source import SourceCard
@@ -211,7 +238,8 @@ def lerobot_card(
 
 @app.command()
 def review(
-    dataset: Annotated[str, typer.Argument(help="source card name, e.g. droid")],
+    dataset: Annotated[str, typer.Argument(help="the source of the la run: a card name (droid), a card file, "
+                                                "or the name its output folder OUT/la/<name> carries")],
     out: Annotated[str, typer.Option(help="output root")] = "outputs",
     push: Annotated[bool, typer.Option(help="push candidates to Label Studio before pulling")] = False,
 ) -> None:
@@ -219,8 +247,31 @@ def review(
     from pipelines.la.review.flow import review as review_flow
 
     with reported_as_errors():
-        name, _ = resolve_source(dataset, None)
-        review_flow(source=name, out=out, push=push)
+        review_flow(source=_review_source(dataset, out), out=out, push=push)
+
+
+def _review_source(dataset: str, out: str) -> str:
+    """The run to review: OUT/la/<dataset> when it holds one (however it was annotated: --location, a card
+    file; the review reads only the output folder), else the sample's output that `annotate` fell back to."""
+    import fsspec
+
+    from datasets_cards.constants import output_dir
+    from pipelines.la.review.flow import PIPELINE, source_name
+
+    def has_run(name: str) -> bool:
+        fs, path = fsspec.core.url_to_fs(f"{output_dir(out, PIPELINE, name)}/{MANIFEST_FILE}")
+        return bool(fs.exists(path))
+
+    name = source_name(dataset)
+    if has_run(name):
+        return name
+    sample = f"{SAMPLE_PREFIX}{name}"
+    if not name.startswith(SAMPLE_PREFIX) and has_run(sample):
+        console.print(f"[yellow]no la run of {name} in {out}: reviewing the one on the embedded sample, {sample!r}.[/]",
+                      soft_wrap=True)
+        return sample
+    raise FileNotFoundError(f"no la run of {name!r} in {out} (no {output_dir(out, PIPELINE, name)}/{MANIFEST_FILE}): "
+                            f"annotate it first, or pass the --out the run was made with")
 
 
 @app.command()
@@ -228,7 +279,8 @@ def inspect(path: Annotated[str, typer.Argument(help="an output folder OUT/<pipe
     """Summarise an output folder: manifest and card."""
     from datasets_cards.manifest import Manifest
 
-    m = Manifest.load_if_exists(path)
+    with reported_as_errors():  # a damaged manifest: one line naming it
+        m = Manifest.load_if_exists(path)
     if m is None:
         raise typer.BadParameter(f"no {MANIFEST_FILE} in {path}")
     table = Table(title=f"{m.pipeline} ← {m.source}")
@@ -258,7 +310,8 @@ def export(
         exporter = EXPORTERS.get(format)
     except UnknownNameError as e:
         raise typer.BadParameter(str(e)) from e
-    built = exporter(path, dest)
+    with reported_as_errors():  # a damaged or unfinished output: one line naming the file
+        built = exporter(path, dest)
     console.print(f"[green]{format} dataset written[/] → {built}")
 
 

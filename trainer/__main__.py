@@ -7,7 +7,7 @@ import dataclasses
 import json
 
 from trainer.models import ModelConfig
-from trainer.train import TrainConfig, train
+from trainer.train import CheckpointError, TrainConfig, train
 
 
 def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     model = ModelConfig(**{k.removeprefix("model."): v for k, v in args.items() if k.startswith("model.")})
     cfg = TrainConfig(**{k: v for k, v in args.items() if not k.startswith("model.")}, model=model)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except CheckpointError as e:  # one line naming the file, exit code 1
+        raise SystemExit(f"error: {e}") from None
     print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
 
 

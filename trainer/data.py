@@ -35,15 +35,12 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from datasets_cards import OutputCard, SchemaVersionError, load_output_card
-from datasets_cards.codecs import sha256_file
 from datasets_cards.constants import MANIFEST_FILE
-from datasets_cards.manifest import Manifest
+from datasets_cards.manifest import Manifest, ShardIntegrityError, shard_problem
 
 Row = dict[str, Any]
-
-
-class ShardIntegrityError(ValueError):
-    """A shard differs from what manifest.json records (checksum, size, rows) or from the card's columns."""
+# ShardIntegrityError (datasets_cards.manifest, re-exported here): a shard differs from what manifest.json
+# records (missing, size, checksum, rows), from the card's columns, or cannot be read; it names the file.
 
 
 @dataclass(frozen=True)
@@ -149,8 +146,8 @@ def batches_before(consumed: int, stream: int, num_streams: int) -> int:
 
 
 def _dist_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world size {world_size}")
     return rank, world_size
@@ -213,15 +210,14 @@ class ShardDataset(IterableDataset):
         for record in self.manifest.current_shards:
             path = f"{base}/{record.path}"
             where = f"shard {self.root}/{record.path}"
-            if not fs.exists(path):
-                raise ShardIntegrityError(f"{where} is listed in {MANIFEST_FILE} but missing")
-            if fs.size(path) != record.bytes:
-                raise ShardIntegrityError(f"{where} has {fs.size(path)} bytes, manifest says {record.bytes}")
-            if verify_checksums and (digest := sha256_file(path, fs)) != record.sha256:
-                raise ShardIntegrityError(f"{where} has sha256 {digest}, manifest says {record.sha256}")
-            with fs.open(path, "rb") as f:
-                meta = pq.ParquetFile(f).metadata
-                schema = meta.schema.to_arrow_schema()
+            if problem := shard_problem(fs, path, record, checksum=verify_checksums):
+                raise ShardIntegrityError(f"{where} {problem}")
+            try:
+                with fs.open(path, "rb") as f:
+                    meta = pq.ParquetFile(f).metadata
+                    schema = meta.schema.to_arrow_schema()
+            except (OSError, pa.ArrowException) as e:  # a damaged footer: pyarrow's message names no file
+                raise ShardIntegrityError(f"{where} cannot be read as Parquet ({type(e).__name__}: {str(e).strip()})") from e
             found = (schema.metadata or {}).get(b"output_card_version")
             check_version(found.decode() if found else None, self.card, where)
             for name in self.columns:
@@ -251,8 +247,12 @@ class ShardDataset(IterableDataset):
     def _read(self, pieces: list[Piece]) -> Iterator[Row]:
         fs, base = self._fs()
         for piece in pieces:
-            with fs.open(f"{base}/{piece.shard}", "rb") as f:
-                table = pq.ParquetFile(f).read_row_group(piece.row_group, columns=self.columns)
+            try:
+                with fs.open(f"{base}/{piece.shard}", "rb") as f:
+                    table = pq.ParquetFile(f).read_row_group(piece.row_group, columns=self.columns)
+            except (OSError, pa.ArrowException) as e:  # damaged pages (checksums off, or changed since)
+                raise ShardIntegrityError(f"shard {self.root}/{piece.shard} row group {piece.row_group} cannot "
+                                          f"be read ({type(e).__name__}: {str(e).strip()})") from e
             for row in table_to_rows(table):
                 if self.holdout is None or self.holdout.keeps(row[self.holdout.column]):
                     yield row

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -27,9 +29,32 @@ from trainer.recipes import RECIPES
 CHECKPOINT = "ckpt.pt"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that is refused (it holds more than tensors and plain values) or cannot be read."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint as `train` saves it, loaded with `weights_only=True`: tensors, numbers, strings, lists,
+    tuples and dicts only, so a crafted file cannot run code. Anything else is a CheckpointError naming the file."""
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:  # weights_only met a global it does not allow (a class, a callable)
+        named = re.search(r"GLOBAL (\S+)", str(e))
+        what = f"it calls for {named.group(1)}" if named else " ".join(str(e).split())[:120]
+        raise CheckpointError(f"refusing to load checkpoint {path}: it holds more than tensors and plain values "
+                              f"({what}); delete it, train into another --out, or pass --resume false") from e
+    except (RuntimeError, EOFError, OSError) as e:  # truncated, not a torch file
+        raise CheckpointError(f"cannot read checkpoint {path} ({' '.join(str(e).split())[:120]}); delete it, train "
+                              "into another --out, or pass --resume false") from e
+    if not isinstance(checkpoint, dict) or not {"model", "optimizer", "iter"} <= checkpoint.keys():
+        raise CheckpointError(f"{path} is not a checkpoint of this trainer (no model, optimizer and iter); delete it, "
+                              "train into another --out, or pass --resume false")
+    return checkpoint
+
+
 @dataclass
 class TrainConfig:
-    recipe: str = "la"  # la | gaze
+    recipe: str = "la"  # a registered recipe: la | gaze | future
     data: str = ""  # output folder OUT/<pipeline>/<source> (local or fsspec URL)
     out: str = "checkpoints"
     steps: int = 200
@@ -51,6 +76,7 @@ class TrainConfig:
     resume: bool = True  # continue from out/ckpt.pt when it exists
     action_space: str = "auto"  # auto: from the source card named in the manifest
     recon_weight: float = 0.5  # gaze: weight of the reconstruction loss
+    mix: str = ""  # future: more output folders of the same card, comma-separated, trained on alongside `data`
     device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -111,15 +137,16 @@ def evaluate(cfg, recipe, model, device) -> dict[str, float]:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train `cfg.recipe` on `cfg.data`; returns the per-step losses of this run and the final eval."""
     cfg.validate()
+    out = Path(cfg.out)
+    # Loaded first: a refused or unreadable checkpoint stops the run before any data is read.
+    checkpoint = load_checkpoint(out / CHECKPOINT) if cfg.resume and (out / CHECKPOINT).exists() else None
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()  # fp32 on CPU
-    out = Path(cfg.out)
     torch.manual_seed(cfg.seed + int(os.environ.get("RANK", 0)))
     source = ShardDataset(cfg.data, verify_checksums=False).manifest.source
     recipe = RECIPES.get(cfg.recipe)(cfg, source)
     loader = make_loader(cfg, recipe, "train", shuffle=True, workers=cfg.num_workers, drop_last=True)
     batches = iter(loader)
-    checkpoint = torch.load(out / CHECKPOINT, weights_only=True) if cfg.resume and (out / CHECKPOINT).exists() else None
     if checkpoint:
         loader.load_state_dict(checkpoint["data"])
         batches = iter(loader)
@@ -175,7 +202,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             print(f"step {it} eval {evaluate(cfg, recipe, model, device)}", flush=True)
         if it % cfg.ckpt_interval == 0 or it == cfg.steps:
             out.mkdir(parents=True, exist_ok=True)
-            kind, key, *rest = np.random.get_state()  # its key as a tensor: checkpoints load with weights_only=True
+            # Tensors and plain values only (the config as a dict, numpy's key as a tensor): see load_checkpoint.
+            kind, key, *rest = np.random.get_state()
             rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
                    "numpy": (kind, torch.from_numpy(key.astype(np.int64)), *rest),
                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}

@@ -1,8 +1,11 @@
 """The generic annotate flow: source card + pipeline → shards, manifest, quarantine, card.
 
 Phases:
+0. lease    take the output folder's lease (one run per folder), renewed while the run lives
+            and released at the end, failures included;
 1. plan     list the source's episodes and cut them into work units (index ranges);
-2. skip     drop units the manifest already records as complete (resume);
+2. skip     drop units the manifest already records as complete and whose shard still verifies
+            (size, sha256): a missing or damaged shard's unit is redone (resume);
 3. annotate one retried task per unit: read → annotate → stream rows into one shard
             (written atomically) and write the files that need frames, episode by episode;
 4. record   append each finished shard to the manifest as it completes;
@@ -16,12 +19,16 @@ on; it is not recorded as complete, so the next run retries it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +38,7 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
@@ -45,12 +53,27 @@ from datasets_cards.constants import (
     SHARDS_DIR,
     output_dir,
 )
-from datasets_cards.manifest import Manifest, ShardRecord, config_hash, now
+from datasets_cards.episode import GRIPPER_CLIPPED
+from datasets_cards.errors import RunAbortError
+from datasets_cards.manifest import (
+    Manifest,
+    ManifestError,
+    ShardIntegrityError,
+    ShardRecord,
+    config_hash,
+    now,
+)
 from pipelines.base import Pipeline, merge_stats, worker_pipeline
 from pipelines.card import render_card
+from pipelines.flows.arguments import (
+    check_run_arguments,
+    redact_recorded_options,
+    secret_options,
+)
 from pipelines.formats import check_unique_episode_ids, open_reader
 from pipelines.gripper_survey import survey_gripper
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
+from pipelines.io.lease import LEASE_FILE, OutputLease
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_table
 from pipelines.runners import make_task_runner
 from pipelines.version import code_version
@@ -114,16 +137,28 @@ def plan_units(num_episodes: int, episodes_per_shard: int) -> list[WorkUnit]:
     return [WorkUnit(i, s, min(s + episodes_per_shard, num_episodes)) for i, s in enumerate(starts)]
 
 
+# Output folder → the RunAbortError that stopped its run: units in this process stop before their next episode.
+_ABORTED: dict[str, str] = {}
+
+
 def _annotate_episodes(
     pipe: Pipeline, items: Iterator, unit: WorkUnit, out: str, writer: ShardWriter,
     quarantined: list[Quarantined], episode_ids: list[str],
 ) -> dict[str, Any]:
-    """Stream the unit's episodes through the pipeline into `writer`; returns the unit's statistics."""
+    """Stream the unit's episodes through the pipeline into `writer`; returns the unit's statistics.
+
+    What the reader could not read (a damaged record included) or the pipeline rejected is quarantined
+    with its reason and the unit goes on, so the episodes before and after a fault keep their rows. An
+    episode whose frames do not all decode is quarantined here (FrameDecodeError, from `annotate` or
+    `episode_artifacts`): nothing after the unit decodes source frames.
+    """
     source = pipe.source.name
     indices: deque[int] = deque()  # reader positions of the episodes handed over (results come back in order)
 
     def readable() -> Iterator[Episode]:
         for offset, item in enumerate(items):
+            if out in _ABORTED:  # another unit of this run met a fault that fails every unit alike
+                raise RunAbortError(f"stopped with the run: {_ABORTED[out]}")
             episode_ids.append(item.episode_id)
             if isinstance(item, Quarantined):
                 quarantined.append(Quarantined(item.episode_id, item.reason, item.stage, source, unit.key))
@@ -144,6 +179,8 @@ def _annotate_episodes(
             continue
         writer.write_rows(result)  # one episode at a time: the writer flushes row groups as they fill
         stats = merge_stats(merge_stats(stats, pipe.unit_stats(result)), artifacts)
+        clipped = int(episode.metadata.get(GRIPPER_CLIPPED, 0))  # raw gripper values beyond open/closed
+        stats = merge_stats(stats, {GRIPPER_CLIPPED: clipped}) if clipped else stats
     return stats
 
 
@@ -188,9 +225,10 @@ def run_step(card: SourceCard, pipeline: str, options: dict[str, Any], out: str,
 
 
 def _remove_stale_temp_files(out: str) -> None:
-    """Temp files of a killed run are never complete; drop them (one run per output folder)."""
+    """Temp files of a killed or refused run are never complete; drop them (the lease: one run per folder)."""
     fs, root = fsspec.core.url_to_fs(out)
-    for stale in fs.glob(f"{root}/{SHARDS_DIR}/.tmp-*") + fs.glob(f"{root}/{QUARANTINE_STAGING_DIR}/.tmp-*"):
+    folders = (root, f"{root}/{SHARDS_DIR}", f"{root}/{QUARANTINE_STAGING_DIR}", f"{root}/_staging")
+    for stale in [p for folder in folders for p in fs.glob(f"{folder}/.tmp-*")]:
         fs.rm(stale)
 
 
@@ -199,8 +237,12 @@ def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     fs, root = fsspec.core.url_to_fs(out)
     tables = [quarantine_table(extra)]
     for part in sorted(fs.glob(f"{root}/{QUARANTINE_STAGING_DIR}/unit-*.parquet")):
-        with fs.open(part, "rb") as f:
-            tables.append(pq.read_table(f).cast(QUARANTINE_SCHEMA))
+        try:
+            with fs.open(part, "rb") as f:
+                tables.append(pq.read_table(f).cast(QUARANTINE_SCHEMA))
+        except (OSError, pa.ArrowException) as e:  # the resume check redoes such units; this names a late one
+            raise ShardIntegrityError(f"quarantine part {out}/{QUARANTINE_STAGING_DIR}/{part.rsplit('/', 1)[-1]} "
+                                      f"cannot be read ({type(e).__name__}: {str(e).strip()}); delete it and re-run") from e
     table = pa.concat_tables(tables)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -215,8 +257,11 @@ def _episode_ids(reader, n: int, target: str, digest: str) -> list[str]:
     fs, root = fsspec.core.url_to_fs(path)
     stamp = {"config_hash": digest, "location": reader.location, "episodes": n}
     if fs.exists(root):
-        cached = json.loads(read_text(path))
-        if {k: cached.get(k) for k in stamp} == stamp:
+        try:
+            cached = json.loads(read_text(path))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            cached = {}  # a cache cut short by a killed run: scan again
+        if isinstance(cached, dict) and {k: cached.get(k) for k in stamp} == stamp and isinstance(cached.get("ids"), list):
             return cached["ids"]
     ids = reader.episode_ids(0, n)
     write_text_atomic(path, json.dumps({**stamp, "ids": ids}))
@@ -224,18 +269,30 @@ def _episode_ids(reader, n: int, target: str, digest: str) -> list[str]:
 
 
 def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, config: dict, overwrite: bool) -> Manifest:
-    """The folder's manifest if it was written with this config, a new one otherwise (or an error)."""
+    """The folder's manifest if it was written with this config, a new one otherwise (or an error).
+
+    A damaged manifest.json (truncated, the wrong shape) is reported with its path and rebuilt from its
+    backup copy (the resume check then keeps only the shards that still verify), or started afresh
+    when the backup is gone too; --overwrite always starts over.
+    """
     digest = config_hash(config)
-    manifest = Manifest.load_if_exists(target)
+    try:
+        manifest = Manifest.load_if_exists(target)
+    except ManifestError as e:
+        manifest = None if overwrite else Manifest.load_backup(target)
+        what = ("--overwrite: starting over" if overwrite else
+                "no usable backup: every unit is redone" if manifest is None else
+                f"rebuilt from its backup ({len(manifest.shards)} shards, each verified before it is kept)")
+        get_run_logger().warning(f"{e}; {what}")
     if manifest is not None and manifest.config_hash != digest:
         if not overwrite:
             raise ConfigMismatchError(
                 f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
                 "Use another --out, or --overwrite to start over."
             )
-        fs, root = fsspec.core.url_to_fs(target)
-        fs.rm(root, recursive=True)
         manifest = None
+    if manifest is None and overwrite:
+        _clear_output(target)
     if manifest is None:
         manifest = Manifest(
             pipeline=pipe.name, output_card_version=pipe.output.version, source=card.name,
@@ -245,11 +302,85 @@ def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, conf
     return manifest
 
 
+def _clear_output(target: str) -> None:
+    """Empty the output folder for --overwrite, keeping the lease this run holds on it."""
+    fs, root = fsspec.core.url_to_fs(target)
+    if fs.exists(root):
+        for child in fs.ls(root, detail=False):
+            if child.rstrip("/").rsplit("/", 1)[-1] != LEASE_FILE:
+                fs.rm(child, recursive=True)
+
+
+def _verified_units(manifest: Manifest, units: list[WorkUnit], target: str, logger) -> set[str]:
+    """The units the manifest records whose shard (size, sha256) and quarantine part still verify.
+
+    A damaged or missing one is dropped from the manifest, its shard file removed, and its unit redone:
+    the check costs one read of every shard, so a resume never builds on bytes that changed.
+    """
+    fs, root = fsspec.core.url_to_fs(target)
+    damaged = manifest.damaged_shards(target)
+    index = {u.key: u.index for u in units}
+
+    def part_problem(record: ShardRecord) -> str | None:
+        if record.unit not in index:
+            return None
+        part = f"{root}/{QUARANTINE_STAGING_DIR}/unit-{index[record.unit]:05d}.parquet"
+        try:
+            with fs.open(part, "rb") as f:
+                pq.read_metadata(f)
+        except FileNotFoundError:
+            return f"has lost its quarantine part {QUARANTINE_STAGING_DIR}/{part.rsplit('/', 1)[-1]}"
+        except (OSError, pa.ArrowException) as e:
+            return f"has a damaged quarantine part {QUARANTINE_STAGING_DIR}/{part.rsplit('/', 1)[-1]} ({str(e).strip()})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parts = dict(zip((r.path for r in manifest.shards), pool.map(part_problem, manifest.shards)))
+    redo = set()
+    for record in manifest.shards:
+        problem = damaged.get(f"{target.rstrip('/')}/{record.path}") or parts[record.path]
+        if problem is None:
+            continue
+        logger.warning(f"shard {target.rstrip('/')}/{record.path} {problem}: unit {record.unit} is redone")
+        redo.add(record.path)
+        try:
+            if fs.exists(f"{root}/{record.path}"):
+                fs.rm(f"{root}/{record.path}")  # no reader may take damaged bytes for data meanwhile
+        except OSError as e:
+            logger.warning(f"could not remove the damaged shard {target}/{record.path}: {e}")
+    manifest.shards = [s for s in manifest.shards if s.path not in redo]
+    return manifest.completed_units()
+
+
+def _retry_unless_aborted(task, task_run, state) -> bool:
+    """A unit's retry condition: a RunAbortError (a rejected key, a bad request) fails every try alike."""
+    return not isinstance(state.data, RunAbortError)
+
+
+def _stop_units(futures: dict, target: str, error: RunAbortError, logger) -> None:
+    """After a RunAbortError: cancel the units that have not started, and tell the ones running in this
+    process to stop before their next episode (units on other workers meet the same fault themselves)."""
+    _ABORTED[target] = str(error)
+    cancelled = 0
+    for future in futures:
+        wrapped = getattr(future, "wrapped_future", None)  # a concurrent (threads) or dask future
+        if callable(getattr(wrapped, "cancel", None)) and not wrapped.done():
+            cancelled += wrapped.cancel() is not False  # False: it is running already
+    logger.error(f"run stopped: {error}; {cancelled} unit(s) not started were cancelled")
+
+
 def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, manifest: Manifest, target: str,
                label: str, logger) -> list[Quarantined]:
-    """Submit every unit, record each shard as it lands; returns the units that failed, as quarantine records."""
+    """Submit every unit, record each shard as it lands; returns the units that failed, as quarantine records.
+
+    A RunAbortError from a unit (a fault that fails every unit alike) is not retried and stops the run: no
+    more units are waited on, those not started are cancelled, the manifest and quarantine keep the
+    units that finished, and the error goes up to the caller (the command line prints its one line).
+    """
     failures: list[Quarantined] = []
-    unit_task = annotate_unit.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S)
+    _ABORTED.pop(target, None)
+    unit_task = annotate_unit.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S,
+                                           retry_condition_fn=_retry_unless_aborted)
     futures = {unit_task.submit(*args, target, u): u for u in todo}
     # A progress bar for people at a terminal; deployments and CI get the log lines only.
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
@@ -259,6 +390,11 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
             bar.advance(progress)
             try:
                 record = future.result()
+            except RunAbortError as e:
+                _stop_units(futures, target, e, logger)
+                manifest.quarantined = merge_quarantine(target, [])  # the finished units' parts
+                manifest.save(target)
+                raise
             except Exception as e:  # one bad unit must not kill the run; it is retried next time
                 logger.error(f"unit {unit.key} failed: {e!r}")
                 failures.append(Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit",
@@ -291,7 +427,41 @@ def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, ta
     return ok
 
 
+_LEASE: ContextVar[OutputLease | None] = ContextVar("annotate_output_lease", default=None)
+
+
+def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
+    """The flow body runs holding the output folder's lease (pipelines/io/lease.py): taken before anything
+    is read or written there, renewed while the run lives, released when it ends, failures included.
+    A second run on the folder stops with LeaseHeldError naming the holder and when its lease expires."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def holding(*args: Any, **kwargs: Any) -> Manifest:
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        p = given.arguments
+        target = output_dir(p["out"], p["pipeline"], load_source_card(p["source"]).name)
+        run = FlowRunContext.get()
+        with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
+            token = _LEASE.set(lease)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _LEASE.reset(token)
+
+    return holding
+
+
+def _check_lease() -> None:
+    """LeaseLostError if this run's lease was taken over (it stalled for longer than the lease's TTL)."""
+    lease = _LEASE.get()
+    if lease is not None:
+        lease.check()
+
+
 @flow(name="annotate", log_prints=True)
+@_holding_output_lease
 def annotate(
     source: str = "sample-droid",
     pipeline: str = "la",
@@ -305,6 +475,9 @@ def annotate(
 ) -> Manifest:
     """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable)."""
     logger = get_run_logger()
+    if secret_options(options):
+        redact_recorded_options(options)
+    check_run_arguments(limit, episodes_per_shard, retries, options)  # before the source is read or a manifest written
     options = dict(options or {})
     card = load_source_card(source)
     target = output_dir(out, pipeline, card.name)
@@ -322,7 +495,7 @@ def annotate(
     manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
     check_unique_episode_ids(card, _episode_ids(reader, n, target, manifest.config_hash))
-    done = manifest.completed_units()
+    done = _verified_units(manifest, units, target, logger)  # skipped only if its bytes still match
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:
         logger.info(f"{target} is reviewed (generation {manifest.generation}) and complete: nothing to do")
@@ -338,13 +511,16 @@ def annotate(
     args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
+    clipped = sum(int(shard.stats.get(GRIPPER_CLIPPED, 0)) for shard in manifest.shards)
+    gripper = {**gripper, "clipped_values": clipped} if gripper or clipped else gripper
     manifest.stats = {**pipe.finalize(target, manifest), **({"gripper": gripper} if gripper else {})}
     manifest.save(target)
     steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
-    manifest.save(target)
     card_md = render_card(pipe.output, manifest, card)
-    write_text_atomic(f"{target}/{CARD_FILE}", card_md)
+    write_text_atomic(f"{target}/{CARD_FILE}", card_md)  # first: a manifest that says complete has its card
+    _check_lease()  # a run whose lease was taken over never marks the output complete
+    manifest.save(target)  # the commit point; a full or read-only disk here leaves the last saved state
     create_markdown_artifact(
         key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=card_md, description="annotate statistics"
     )

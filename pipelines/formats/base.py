@@ -5,22 +5,40 @@ reader (`reader.py`, found by name), and where it has them its writer, export
 and validation. A reader streams canonical Episodes in a deterministic order
 and can read any index range of it, which is what a work unit is. Bad episodes
 come out as `Quarantined` records with a reason instead of raising.
+
+Every reader's `read` gets the same input checks on top of its own (`SourceReader.check_episode`,
+wired in by `__init_subclass__`, so a new format cannot forget them): state and actions
+inside the card's `plausible_range` (else quarantined, "implausible state: ..."), and the
+number of raw gripper values the normalisation clipped, in the episode's metadata under
+GRIPPER_CLIPPED. Metadata a format needs to open a dataset that is missing or damaged is a
+`DamagedSourceError` naming the file, raised when the reader is opened.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 import numpy as np
 
-from datasets_cards import GRIPPER_RAW, Episode, SourceCard
+from datasets_cards import GRIPPER_RAW, CardError, Episode, SourceCard
+from datasets_cards.episode import GRIPPER_CLIPPED
 from datasets_cards.registry import Registry, modules_named
+from pipelines.quarantine import Quarantined
 
 # Format name → reader class; `pipelines/formats/<name>/reader.py` registers each built-in one.
 READERS: Registry[type[SourceReader]] = Registry("source format", builtins=modules_named("pipelines.formats", "reader"))
 # Export format name → `export(output_dir, dest) -> path`; `pipelines/formats/<name>/export.py` registers each.
 EXPORTERS: Registry = Registry("export format", builtins=modules_named("pipelines.formats", "export"))
+
+
+class DamagedSourceError(CardError):
+    """The dataset at the card's location lacks a metadata file or holds a damaged one (the message names it).
+
+    A CardError, so the command line reports it in one line (exit code 1): like a card problem, it
+    is the user's to fix (copy the file again), and every unit would fail the same way.
+    """
 
 
 class SourceReader(ABC):
@@ -29,6 +47,30 @@ class SourceReader(ABC):
     def __init__(self, card: SourceCard, location: str | None = None):
         self.card = card
         self.location = card.resolve_location(location)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("read")
+        if own is not None and not getattr(own, "_checked", False):
+            @functools.wraps(own)
+            def read(self, start: int, stop: int) -> Iterator[object]:
+                for item in own(self, start, stop):
+                    yield self.check_episode(item)
+
+            read._checked = True  # type: ignore[attr-defined]
+            cls.read = read  # type: ignore[method-assign]
+
+    def check_episode(self, item: object) -> object:
+        """The checks every format gets: plausible state and actions, and the gripper's clipped count."""
+        if not isinstance(item, Episode):
+            return item
+        for what, values, spec in (("state", item.arm_state, self.card.state), ("action", item.actions, self.card.action)):
+            problem = spec.out_of_range(values, f"{what}.plausible_range")
+            if problem:
+                return Quarantined(item.episode_id, f"implausible {what}: {problem}", stage="read", source=self.card.name)
+        if self.card.gripper is not None and GRIPPER_RAW in item.metadata:
+            item.metadata[GRIPPER_CLIPPED] = self.card.gripper.clipped_count(item.metadata[GRIPPER_RAW])
+        return item
 
     @abstractmethod
     def num_episodes(self) -> int:

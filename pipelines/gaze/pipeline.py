@@ -7,6 +7,11 @@ annotate (per episode)
     per frame → temporal consistency per phase (jumps rejected, short gaps
     interpolated, the rest flagged no_box) → crop window (margin, minimum size,
     clipping, optional square) → one row per frame and camera.
+    A bad frame (one that does not decode, or has another size than its camera's other
+    frames) quarantines the episode, the reason naming the camera and the frame index:
+    every frame of the chosen cameras is decoded here, before any detection, so rows,
+    montage tiles and everything after the unit only ever hold frames that decoded. The
+    episode rather than the frame: the track's consistency, gaps and phases are per episode.
 finalize (per run)
     coverage statistics from the shards' records and a montage PNG of full images
     with their boxes next to the crops.
@@ -20,6 +25,7 @@ montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import Counter
@@ -38,12 +44,17 @@ from annotators.gaze import (
     gripper_to_holding,
     runs,
 )
-from annotators.phrases import PhraseExtractor, TargetPhrases, make_phrase_extractor, to_detector_prompt
+from annotators.phrases import (
+    PhraseExtractor,
+    TargetPhrases,
+    make_phrase_extractor,
+    to_detector_prompt,
+)
 from datasets_cards import Episode, EpisodeError, SourceCard
-from datasets_cards.codecs import decode_image, encode_jpeg, is_jpeg
+from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
-from pipelines.base import Pipeline, register_pipeline
+from pipelines.base import Pipeline, checked_frames, register_pipeline
 from pipelines.gaze.montage import TILES_DIR, row_to_tile_png, write_montage
 from pipelines.io import write_bytes_atomic
 
@@ -99,10 +110,8 @@ class GazePipeline(Pipeline):
             raise EpisodeError(f"no target phrase: {e}", episode.episode_id) from e
 
     def frames(self, episode: Episode, camera: str) -> np.ndarray:
-        seq = episode.frames[camera]
-        if seq.encoded is None:
-            return seq.load()
-        return np.stack(list(self.pool.map(decode_image, seq.encoded)))
+        """Every frame of `camera`, decoded by the pool and checked (FrameDecodeError names a bad one)."""
+        return checked_frames(episode, camera, self.pool.map)
 
     def track(self, frames: np.ndarray, prompts: list[str], fps: float) -> tuple[GazeTrack, list]:
         """Detect every frame, then make the track consistent within each run of one prompt."""
@@ -115,7 +124,7 @@ class GazePipeline(Pipeline):
             consistent_track(
                 boxes[a:b], scores[a:b], fps, (width, height), jump_iou=p.jump_iou,
                 max_centre_speed=p.max_centre_speed, neighbours=p.consistency_neighbours,
-                max_gap=int(round(p.max_gap_s * fps)), low_score=p.low_score,
+                max_gap=round(p.max_gap_s * fps), low_score=p.low_score,
             )
             for a, b in runs(np.asarray(prompts))
         ]
@@ -133,12 +142,13 @@ class GazePipeline(Pipeline):
         object_prompt = to_detector_prompt(target.object)
         destination_prompt = to_detector_prompt(target.destination) if target.destination else object_prompt
         prompts = [destination_prompt if h else object_prompt for h in holding]
+        # Every chosen camera is decoded and checked before any detection: a bad frame costs no model time.
+        decoded = {camera: self.frames(episode, camera) for camera in self.cameras(episode)}
         rows: list[dict[str, Any]] = []
-        for camera in self.cameras(episode):
-            frames = self.frames(episode, camera)
+        for camera, frames in decoded.items():
             track, _ = self.track(frames, prompts, episode.fps)
-            encoded = episode.frames[camera].encoded
-            rows.extend(self.pool.map(lambda t: self.row(episode, camera, t, frames[t], encoded, track, prompts[t]),
+            row = functools.partial(self.row, episode, camera, encoded=episode.frames[camera].encoded, track=track)
+            rows.extend(self.pool.map(lambda t, row=row, frames=frames: row(t, frames[t], prompt=prompts[t]),
                                       range(episode.num_frames)))
         return rows
 
@@ -191,7 +201,7 @@ class GazePipeline(Pipeline):
             "frames": frames, "with_box": with_box, "coverage": round(with_box / frames, 4) if frames else 0.0,
             "flags": {k: int(flags.get(k, 0)) for k in sorted(flags)},
             "episode_coverage": {
-                "episodes": int(len(cov)),
+                "episodes": len(cov),
                 "min": round(float(cov.min()), 4) if len(cov) else 0.0,
                 "median": round(float(np.median(cov)), 4) if len(cov) else 0.0,
                 "mean": round(float(cov.mean()), 4) if len(cov) else 0.0,

@@ -3,12 +3,14 @@
 Rows are buffered and flushed in row groups; the file is written under a
 temporary name and renamed on `finalize()`, so a reader (or a resumed run) never
 sees a half-written shard. A duplicate row key raises: keys must be unique.
+A full or read-only disk raises `StorageError` naming the shard, and leaves no
+temporary file behind (where the storage still allows removing it).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Self
 
 import fsspec
 import pyarrow as pa
@@ -16,6 +18,7 @@ import pyarrow.parquet as pq
 
 from datasets_cards import OutputCard
 from datasets_cards.codecs import sha256_file
+from datasets_cards.storage import is_disk_error, remove_quietly, storage_error
 
 
 class ShardWriter:
@@ -41,10 +44,16 @@ class ShardWriter:
         self._rows = 0
         self.result: tuple[int, int, str] | None = None
 
-    def __enter__(self) -> ShardWriter:
-        self.fs.makedirs(self._fs_path.rsplit("/", 1)[0], exist_ok=True)
-        self._stream = self.fs.open(self._tmp_path, "wb")
-        self._writer = pq.ParquetWriter(self._stream, self.schema, compression="zstd")
+    def __enter__(self) -> Self:
+        try:
+            self.fs.makedirs(self._fs_path.rsplit("/", 1)[0], exist_ok=True)
+            self._stream = self.fs.open(self._tmp_path, "wb")
+        except OSError as e:
+            if not is_disk_error(e):
+                raise
+            raise storage_error(e, self.path) from e
+        self._writer = pq.ParquetWriter(self._stream, self.schema, compression="zstd",
+                                        use_dictionary=self.card.dictionary_encoding)
         return self
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -57,6 +66,9 @@ class ShardWriter:
         while len(self._buffer) >= self.row_group_rows:
             self._flush(self._buffer[: self.row_group_rows])
             self._buffer = self._buffer[self.row_group_rows :]
+        if self.card.row_group_per_write and self._buffer:
+            self._flush(self._buffer)
+            self._buffer = []
 
     def _flush(self, rows: list[dict[str, Any]]) -> None:
         missing = [c for c in self.schema.names if rows and c not in rows[0]]
@@ -73,14 +85,19 @@ class ShardWriter:
         """Flush, close, rename into place. Returns (rows, bytes, sha256). Idempotent."""
         if self.result is not None:
             return self.result
-        if self._buffer:
-            self._flush(self._buffer)
-            self._buffer = []
-        self._writer.close()  # type: ignore[union-attr]
-        self._stream.close()  # type: ignore[union-attr]
-        digest = sha256_file(self._tmp_path, self.fs)
-        size = self.fs.size(self._tmp_path)
-        self.fs.mv(self._tmp_path, self._fs_path)
+        try:
+            if self._buffer:
+                self._flush(self._buffer)
+                self._buffer = []
+            self._writer.close()  # type: ignore[union-attr]
+            self._stream.close()  # type: ignore[union-attr]
+            digest = sha256_file(self._tmp_path, self.fs)
+            size = self.fs.size(self._tmp_path)
+            self.fs.mv(self._tmp_path, self._fs_path)
+        except OSError as e:
+            if not is_disk_error(e):
+                raise
+            raise storage_error(e, self.path) from e
         self.result = (self._rows, int(size), digest)
         return self.result
 
@@ -93,7 +110,6 @@ class ShardWriter:
                 for closeable in (self._writer, self._stream):
                     try:
                         closeable.close()  # type: ignore[union-attr]
-                    except Exception:
+                    except Exception:  # noqa: BLE001, S110 - already failing: the first error is the one to see
                         pass
-                if self.fs.exists(self._tmp_path):
-                    self.fs.rm(self._tmp_path)
+                remove_quietly(self.fs, self._tmp_path)

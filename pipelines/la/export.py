@@ -25,8 +25,13 @@ import pyarrow.parquet as pq
 
 from datasets_cards import Episode, SourceCard
 from datasets_cards.manifest import Manifest
+from pipelines.base import checked_frames
 from pipelines.formats.lerobot.stats import frames_to_stats
-from pipelines.formats.lerobot.writer import EncodedVideo, LeRobotEpisode, write_lerobot_v21
+from pipelines.formats.lerobot.writer import (
+    EncodedVideo,
+    LeRobotEpisode,
+    write_lerobot_v21,
+)
 from pipelines.io import write_bytes_atomic, write_text_atomic
 from pipelines.io.video import VideoEncoder, decode_segment, pick_video_codec
 from pipelines.la.rows import BOUNDARY_CORRECTED
@@ -106,13 +111,17 @@ def _clip_name(source_episode_id: str, segment_index: int, camera: str) -> str:
     return f"{safe}.{camera}"
 
 
-def stage_lav_videos(out_dir: str, episode: Episode, rows: list[dict[str, Any]]) -> int:
+def stage_lav_videos(out_dir: str, episode: Episode, rows: list[dict[str, Any]],
+                     frames: dict[str, np.ndarray] | None = None) -> int:
     """Encode each segment's clip of every camera (and its LeRobot frame statistics) while the frames are here.
 
-    Returns the number of clips written. Idempotent: a retried unit writes the same files.
+    `frames`: every camera's frames, decoded and checked by the caller (`pipelines.base.checked_frames`;
+    decoded and checked here when not given). Returns the number of clips written. Idempotent: a
+    retried unit writes the same files. The LA-V export after the units copies these files and never
+    opens the source.
     """
     cameras = list(episode.frames)
-    frames = {c: episode.frames[c].load() for c in cameras}
+    frames = {c: frames[c] if frames and c in frames else checked_frames(episode, c) for c in cameras}
     codec = pick_video_codec([tuple(f.shape[1:3]) for f in frames.values()])
     written = 0
     with tempfile.TemporaryDirectory(prefix="la-lav-") as tmp:

@@ -7,6 +7,14 @@ annotate (per episode)
 episode artifacts (per episode, inside the unit, while its frames are in memory)
     keyframe plot for the first few episodes, review clips (a state plot per segment when the
     source has no cameras), LA-V clips (`lav`, only with cameras).
+    A bad frame: the frames the clips need (the review cameras with review on and a local
+    output, every camera with `lav`) are decoded and checked first, all of them; one that
+    does not decode or has another size quarantines the episode, the reason naming camera and
+    frame index ("bad frame: camera 'wrist_left' frame 29 of 30: ..."), and nothing of it is
+    written. Not flagged rows without a clip: a segment without its clip cannot be verified in
+    Label Studio (so it could never reach the verified set) and would leave LA-V short of a
+    camera. Frames no clip needs are never decoded (the kinematic segmenter reads state only),
+    so with review off and no `lav` a bad frame costs nothing.
 finalize (per run)
     Table 3 statistics, primitive histogram, token ledger, from the shard records.
 steps (per run, each a retried task)
@@ -36,7 +44,14 @@ from annotators.segments.kinematic import KinematicSegmenter
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
-from pipelines.base import Pipeline, Step, merge_stats, register_pipeline
+from pipelines.base import (
+    NamedFrames,
+    Pipeline,
+    Step,
+    checked_frames,
+    merge_stats,
+    register_pipeline,
+)
 from pipelines.la import export, stats
 from pipelines.la.plots import write_episode_plot
 from pipelines.la.review import push
@@ -99,7 +114,7 @@ class LaPipeline(Pipeline):
         frames = {}
         if self.segmenter is not self.kinematic:  # only the VLM looks at pixels (decoded lazily)
             views = {name: spec.view for name, spec in self.source.cameras.items()}
-            frames = {name: (views.get(name, name), seq) for name, seq in episode.frames.items()}
+            frames = {name: (views.get(name, name), NamedFrames(episode, name)) for name in episode.frames}
         item = SegmentationInput(
             episode_id=episode.episode_id,
             task=episode.instruction,
@@ -141,20 +156,35 @@ class LaPipeline(Pipeline):
         return segments_to_rows(episode, self.source, segments, kinematic, keyframes, location)
 
     # -- inside the unit ---------------------------------------------------------------------------
+    def clip_cameras(self, episode: Episode, out_dir: str) -> list[str]:
+        """The cameras whose frames this run's clips need: the review cameras (review on, a local output)
+        and, with `lav`, every camera."""
+        cameras = push.review_cameras(self.source) if self.review and not _is_remote(out_dir) else []
+        if self.lav:
+            cameras += list(episode.frames)
+        return list(dict.fromkeys(cameras))
+
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
-        """Keyframe plot (first `plots` episodes), review clips (or state plots) and LA-V clips, from the episode in memory."""
+        """Keyframe plot (first `plots` episodes), review clips (or state plots) and LA-V clips, from the episode in memory.
+
+        Every frame the clips need is decoded and checked before anything is written: a bad one raises
+        FrameDecodeError (camera, frame index) and the flow quarantines the episode.
+        """
+        if not rows:
+            return {}
+        frames = {camera: checked_frames(episode, camera) for camera in self.clip_cameras(episode, out_dir)}
         made: dict[str, Any] = {}
-        if index < int(self.options.get("plots", DEFAULT_PLOTS)) and rows:
+        if index < int(self.options.get("plots", DEFAULT_PLOTS)):
             made["plots"] = [self.write_plot(out_dir, episode, rows, index)]
-        if self.review and not _is_remote(out_dir) and rows:
+        if self.review and not _is_remote(out_dir):
             cameras = push.review_cameras(self.source)
             if cameras:
-                made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, cameras)
+                made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, cameras, frames)
             else:  # nothing to watch: verifiers judge each segment from its pose and gripper traces
                 made["review_plots"] = push.write_episode_state_plots(out_dir, episode, rows,
                                                                       self.pose(episode.arm_state))
-        if self.lav and rows:
-            made["lav_clips"] = export.stage_lav_videos(out_dir, episode, rows)
+        if self.lav:
+            made["lav_clips"] = export.stage_lav_videos(out_dir, episode, rows, frames)
         return made
 
     def write_plot(self, out_dir: str, episode: Episode, rows: list[dict[str, Any]], index: int) -> str:

@@ -33,6 +33,8 @@ The dataset is written with `pipelines.formats.rlds.writer.write_rlds` (standard
 TFRecord shards + dataset_info.json + features.json) to
 `dest/<pipeline>_<source>/<card version>/`, which
 `tfds.builder_from_directory(...)` and Open X-Embodiment loaders read.
+Every shard is checked against the manifest (size and sha256) first: a damaged
+or missing one raises `ShardIntegrityError` naming it, and nothing is written.
 Memory: one shard's table and one episode at a time.
 """
 
@@ -49,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import OutputCard, load_output_card
-from datasets_cards.manifest import Manifest
+from datasets_cards.manifest import IncompleteOutputError, Manifest, ShardIntegrityError
 from pipelines.formats.base import EXPORTERS
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 
@@ -95,9 +97,12 @@ def export_rlds(output_dir: str, dest: str) -> Path:
 
 
 def _load_manifest(output_dir: str) -> Manifest:
+    """The finished output's manifest, every shard it lists verified (size and sha256) before anything is written."""
     manifest = Manifest.load(output_dir)
     if not manifest.complete:
-        raise ValueError(f"{output_dir} is not finished (manifest complete=false); re-run the flow to complete it first")
+        raise IncompleteOutputError(f"{output_dir} is not finished (manifest complete=false); "
+                                    "re-run the flow to complete it first")
+    manifest.verify_shards(output_dir, manifest.current_shards)  # ShardIntegrityError naming the shard
     return manifest
 
 
@@ -179,8 +184,11 @@ def _image_columns(card: OutputCard, shards: list[str]) -> dict[str, str]:
 
 def _read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     fs, p = fsspec.core.url_to_fs(path)
-    with fs.open(p, "rb") as f:
-        return pq.read_table(f, columns=columns)
+    try:
+        with fs.open(p, "rb") as f:
+            return pq.read_table(f, columns=columns)
+    except (OSError, pa.ArrowException) as e:  # changed after the check: pyarrow's message names no file
+        raise ShardIntegrityError(f"shard {path} cannot be read ({type(e).__name__}: {str(e).strip()})") from e
 
 
 _PLACEHOLDER_IMAGES: dict[str, bytes] = {}

@@ -11,14 +11,31 @@ Phases per episode:
 3. validate: the first frame of every camera is decoded and its shape
    checked (`reader_options.check_frames`: "first" (default), "all" or
    "none"); then the Episode invariants run. Any failure becomes a
-   `Quarantined(episode_id, reason)`. A frame that is corrupt *after* the first
-   one (with "first") raises `FrameDecodeError` when a pipeline decodes it,
-   which the flow quarantines at the annotate stage.
+   `Quarantined(episode_id, reason)`. A frame that is bad *after* the first
+   one (with "first": corrupt, truncated, empty, another size) is found by the
+   pipeline that needs it, inside the unit (`pipelines.base.checked_frames`),
+   which quarantines the episode naming camera and frame index; a frame no
+   pipeline needs is never decoded.
 
-Card keys that the dataset does not have are a card error, raised up front with
-the keys it does have. Episode ids join the values of the card's
-`episode_id_keys` (episode-level keys; `datasets_cards.source.episode_id`),
-otherwise they are `<card name>-<split>-<index:06d>`. `episode_ids()` reads
+A damaged record (a TFRecord file with flipped or missing bytes: TensorFlow's
+DataLossError, "corrupted record at N" / "truncated record at N") quarantines
+the episode it holds, the reason naming the file, and reading goes on with the
+next record; when the damage broke the file's framing, the records after it in
+that file come out quarantined the same way, and the next file reads normally.
+So a damaged file costs the episodes it touches, never the unit's other ones.
+An unreadable record's id is `<card name>-<split>-<index:06d>`, in `episode_ids`
+as in `read`. Other read errors (a dropped connection) propagate: the flow
+retries the unit.
+
+Opening the reader loads the dataset's metadata: a missing or damaged
+dataset_info.json or features.json is a `DamagedSourceError` naming the file and
+what is wrong with it (TFDS itself would say "generated with an old TFDS version"
+or give a bare JSON parse error). Card keys that the dataset does not have are a
+card error, raised then too, with the keys it does have. An instruction whose
+bytes are not UTF-8 quarantines its episode (never stored as U+FFFD).
+
+Episode ids join the values of the card's `episode_id_keys` (episode-level
+keys; `datasets_cards.source.episode_id`), otherwise they are `<card name>-<split>-<index:06d>`. `episode_ids()` reads
 only those keys (TFDS partial decoding), so the flow can check that the ids are
 unique over the whole run before it cuts units; an id seen twice in one read is
 still quarantined.
@@ -26,6 +43,8 @@ still quarantined.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,7 +52,7 @@ import numpy as np
 
 from datasets_cards import GRIPPER_RAW, CardError, Episode, EpisodeError, FrameSequence, SourceCard
 from datasets_cards.source import episode_id as make_episode_id
-from pipelines.formats.base import SourceReader, register_reader
+from pipelines.formats.base import DamagedSourceError, SourceReader, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 from pipelines.quarantine import Quarantined
 
@@ -43,6 +62,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 DATASET_INFO_FILE = "dataset_info.json"
+FEATURES_FILE = "features.json"
+METADATA_FILES = (DATASET_INFO_FILE, FEATURES_FILE)  # what TFDS needs to open a dataset folder
 STEPS = "steps"
 CHECK_FRAMES = ("first", "all", "none")
 _STEP_BATCH = 4096  # steps fetched per tf.data batch; one batch holds a whole typical episode
@@ -54,7 +75,7 @@ def resolve_version_dir(location: str) -> str:
         return location
     if not tf.io.gfile.isdir(location):
         raise FileNotFoundError(f"RLDS location {location!r} does not exist")
-    versions = []
+    versions, without_info = [], []
     for entry in tf.io.gfile.listdir(location):
         name = entry.rstrip("/")
         try:
@@ -63,11 +84,47 @@ def resolve_version_dir(location: str) -> str:
             continue
         if tf.io.gfile.exists(f"{location.rstrip('/')}/{name}/{DATASET_INFO_FILE}"):
             versions.append((version, name))
+        elif tf.io.gfile.exists(f"{location.rstrip('/')}/{name}/{FEATURES_FILE}"):
+            without_info.append((version, name))
     if not versions:
+        # A dataset folder (its features.json is there) that lost dataset_info.json: name that file.
+        damaged = [location.rstrip("/")] if tf.io.gfile.exists(f"{location.rstrip('/')}/{FEATURES_FILE}") else [
+            f"{location.rstrip('/')}/{max(without_info)[1]}"] if without_info else []
+        if damaged:
+            raise DamagedSourceError(f"{damaged[0]}/{DATASET_INFO_FILE} is missing (its {FEATURES_FILE} is there): "
+                                     "copy the dataset folder again from its release")
         raise FileNotFoundError(
             f"RLDS location {location!r} has no {DATASET_INFO_FILE} and no version folder (e.g. 1.0.1/) holding one"
         )
     return f"{location.rstrip('/')}/{max(versions)[1]}"
+
+
+def check_metadata(version_dir: str) -> None:
+    """Raise DamagedSourceError naming the file when dataset_info.json or features.json is missing, empty,
+    not JSON (a truncated copy) or not a JSON object."""
+    for name in METADATA_FILES:
+        path = f"{version_dir.rstrip('/')}/{name}"
+        if not tf.io.gfile.exists(path):
+            raise DamagedSourceError(f"{path} is missing: TFDS needs it to decode the records; "
+                                     "copy the dataset folder again from its release")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+        if not data.strip():
+            raise DamagedSourceError(f"{path} is empty: copy it again from the dataset's release")
+        try:
+            value = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            what = (f"{e.msg}: line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError)
+                    else f"{e.reason}: byte {e.start}")
+            raise DamagedSourceError(f"{path} is not valid JSON ({what} of {len(data)} bytes): truncated or "
+                                     "damaged; copy it again from the dataset's release") from e
+        if not isinstance(value, dict):
+            raise DamagedSourceError(f"{path} holds a JSON {type(value).__name__}, not the object TFDS writes: "
+                                     "copy it again from the dataset's release")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _split_key(key: str) -> list[str]:
@@ -115,14 +172,22 @@ class RldsReader(SourceReader):
         if self.check_frames not in CHECK_FRAMES:
             raise ValueError(f"reader_options.check_frames must be one of {CHECK_FRAMES}, got {self.check_frames!r}")
         self._builder: tfds.core.DatasetBuilder | None = None
+        self.builder  # noqa: B018  opened now: damaged metadata or a card that does not fit fails here, in one line
 
     # -- dataset -----------------------------------------------------------------------------------
     @property
     def builder(self) -> tfds.core.DatasetBuilder:
         if self._builder is None:
-            builder = tfds.builder_from_directory(resolve_version_dir(self.location))
+            version_dir = resolve_version_dir(self.location)
+            check_metadata(version_dir)
+            try:
+                builder = tfds.builder_from_directory(version_dir)
+            except Exception as e:  # valid JSON that is not TFDS metadata (a field missing, a wrong type)
+                raise DamagedSourceError(f"{version_dir}: TFDS cannot restore the dataset from its {DATASET_INFO_FILE} "
+                                         f"and {FEATURES_FILE} ({_one_line(e)}); copy them again from the dataset's "
+                                         "release") from e
             if self.card.split not in builder.info.splits:
-                raise ValueError(
+                raise CardError(
                     f"source {self.card.name!r}: split {self.card.split!r} not in {self.location}; "
                     f"splits: {sorted(builder.info.splits)}"
                 )
@@ -149,7 +214,7 @@ class RldsReader(SourceReader):
             )
         if missing:
             known = _leaf_keys(steps) + [k for k in _leaf_keys(features) if not k.startswith(f"{STEPS}/")]
-            raise ValueError(
+            raise CardError(
                 f"source card {self.card.name!r} names keys {missing} that {self.location} does not have; "
                 f"its keys: {sorted(known)}"
             )
@@ -181,20 +246,45 @@ class RldsReader(SourceReader):
         return {STEPS: skip_images(self.builder.info.features[STEPS].feature) or {}}
 
     # -- reading ---------------------------------------------------------------------------------------
+    def _records(self, start: int, stop: int, decoders: Any) -> Iterator[tuple[int, Any, str | None]]:
+        """(index, element, None) for every record of [start, stop) in order, or (index, None, reason) for one
+        that cannot be read (a damaged file); reading resumes after it."""
+        position = start
+        while position < stop:
+            dataset = self.builder.as_dataset(
+                split=f"{self.card.split}[{position}:{stop}]", decoders=decoders, shuffle_files=False,
+                read_config=tfds.ReadConfig(try_autocache=False),
+            )
+            try:
+                for element in dataset:
+                    yield position, element, None
+                    position += 1
+                return
+            except tf.errors.DataLossError as e:
+                yield position, None, self._damage(position, e)
+                position += 1
+
+    def _damage(self, index: int, error: tf.errors.DataLossError) -> str:
+        """The reason an unreadable record is quarantined with: its index, its file, TensorFlow's words."""
+        split = self.builder.info.splits[self.card.split]
+        ends = np.cumsum(split.shard_lengths)
+        file = split.filepaths[min(int(np.searchsorted(ends, index, side="right")), len(ends) - 1)]
+        message = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", error.message or str(error), flags=re.DOTALL)
+        message = " ".join(message.split()).rstrip(" '")
+        return (f"unreadable record {index}: {file} is damaged (DataLossError: {message}); "
+                "copy the file again from the dataset's release")
+
     def read(self, start: int, stop: int) -> Iterator[Episode | Quarantined]:
         total = self.num_episodes()
         start, stop = max(0, start), min(stop, total)
         if start >= stop:
             return
-        dataset = self.builder.as_dataset(
-            split=f"{self.card.split}[{start}:{stop}]",
-            decoders=self._decoders(),
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(try_autocache=False),
-        )
         features = self.builder.info.features
         seen: set[str] = set()
-        for index, element in enumerate(dataset, start=start):
+        for index, element, damage in self._records(start, stop, self._decoders()):
+            if damage is not None:
+                yield self._quarantine(make_episode_id(self.card.name, self.card.split, index), damage)
+                continue
             episode_level = {k: tf.nest.map_structure(lambda t: t.numpy(), v) for k, v in element.items() if k != STEPS}
             steps = _stack_steps(element[STEPS])
             episode_id = self._episode_id(index, episode_level)
@@ -228,13 +318,10 @@ class RldsReader(SourceReader):
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = True
-        dataset = self.builder.as_dataset(
-            split=f"{self.card.split}[{start}:{stop}]", decoders=tfds.decode.PartialDecoding(wanted),
-            shuffle_files=False, read_config=tfds.ReadConfig(try_autocache=False),
-        )
         return [
-            self._episode_id(index, tf.nest.map_structure(lambda t: t.numpy(), dict(element)))
-            for index, element in enumerate(dataset, start=start)
+            make_episode_id(self.card.name, self.card.split, index) if damage is not None
+            else self._episode_id(index, tf.nest.map_structure(lambda t: t.numpy(), dict(element)))
+            for index, element, damage in self._records(start, stop, tfds.decode.PartialDecoding(wanted))
         ]
 
     def _episode(
@@ -305,7 +392,14 @@ class RldsReader(SourceReader):
     def _instruction(self, get) -> str:
         values = np.asarray(get(self.card.instruction_key)).reshape(-1)
         for value in values:  # step-level keys repeat the instruction; take the first non-empty one
-            text = _to_python(value)
+            if isinstance(value, bytes):
+                try:  # strictly: bytes that are not UTF-8 quarantine the episode, never become U+FFFD
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise EpisodeError(f"instruction is not valid UTF-8 ({e.reason} at byte {e.start}): "
+                                       f"{value[:80]!r}") from e
+            else:
+                text = _to_python(value)
             if isinstance(text, str) and text.strip():
                 return text.strip()
         return ""
@@ -334,4 +428,4 @@ def _stack_steps(steps: tf.data.Dataset) -> dict[str, Any] | None:
     return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 
-__all__ = ["RldsReader", "resolve_version_dir"]
+__all__ = ["RldsReader", "check_metadata", "resolve_version_dir"]

@@ -14,6 +14,7 @@ Phases:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -24,15 +25,33 @@ from datasets_cards.constants import CARD_FILE, REVIEW_DIR, output_dir
 from datasets_cards.manifest import Manifest
 from pipelines.card import render_card, stats_table
 from pipelines.io import read_text, write_text_atomic
+from pipelines.io.lease import OutputLease
 from pipelines.la.review.apply import apply_verdicts, publish
 from pipelines.la.review.pull import save_review, verdicts_from_export
-from pipelines.la.review.push import PROJECT_FILE, load_run, project_title, push_candidates
-from pipelines.labelstudio.client import TOKEN_ENVS, URL_ENV, LabelStudioClient, settings_from_env
+from pipelines.la.review.push import (
+    PROJECT_FILE,
+    load_run,
+    project_title,
+    push_candidates,
+)
+from pipelines.labelstudio.client import (
+    TOKEN_ENVS,
+    URL_ENV,
+    LabelStudioClient,
+    settings_from_env,
+)
 
 PIPELINE = "la"
 # Review metrics that card.md shows next to apply_verdicts' own verification numbers.
 CARD_METRICS = ("krippendorff_alpha", "multi_annotated", "annotations", "per_annotator")
 CARD_DIGITS = 3
+
+
+def source_name(source: str) -> str:
+    """The source name of a run's output folder: a card file's `name`, else `source` itself."""
+    if source.endswith((".yaml", ".yml")) and Path(source).is_file():
+        return load_source_card(source).name
+    return source
 
 
 def _client(url: str | None, token: str | None) -> LabelStudioClient:
@@ -101,14 +120,26 @@ def report(out_dir: str, metrics: dict[str, Any]) -> str:
 
 @flow(name="review", log_prints=True)
 def review(
-    source: str = "sample-droid", out: str = "outputs", url: str | None = None, token: str | None = None,
-    push: bool = False,
+    source: str = "sample-droid", out: str = "outputs", url: str | None = None, push: bool = False,
 ) -> dict[str, Any]:
-    """Pull Label Studio verdicts for OUT/la/<source>/ and rewrite it with the verified set."""
+    """Pull Label Studio verdicts for OUT/la/<source>/ and rewrite it with the verified set.
+
+    `source` is the name the run's output folder carries (a card name, the `name` of a card file) or a card
+    file. Everything comes from the output folder: its manifest holds the card as the run used it (a card
+    file, a --location), and the review never reads the source dataset. The API token comes from the
+    environment only (LABEL_STUDIO_API_KEY): a flow parameter would be recorded by Prefect. The review holds
+    the output's lease while it rewrites the folder, so it never races an annotate run on it.
+    """
+    out_dir = output_dir(out, PIPELINE, source_name(source))
+    with OutputLease(out_dir, run_id=f"review-{source_name(source)}"):
+        return _review(out_dir, url, push)
+
+
+def _review(out_dir: str, url: str | None, push: bool) -> dict[str, Any]:
     logger = get_run_logger()
-    card = load_source_card(source)
-    out_dir = output_dir(out, PIPELINE, card.name)
+    token = None  # settings_from_env reads LABEL_STUDIO_API_KEY / LABEL_STUDIO_USER_TOKEN
     manifest = load_run(out_dir)
+    card = manifest.source_card()
     if push:
         pushed = push_task(out_dir, url, token)
         logger.info(f"pushed {pushed['created']} new tasks ({pushed['existing']} already there) to {pushed['title']}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,16 @@ from annotators.segments.base import VOCABULARY
 from datasets_cards import Episode, SourceCard
 from datasets_cards.constants import REVIEW_DIR
 from datasets_cards.manifest import Manifest
+from pipelines.base import checked_frames
 from pipelines.io import write_text_atomic
 from pipelines.la.plots import write_segment_plot
 from pipelines.la.review import labeling
-from pipelines.labelstudio.client import URL_ENV, LabelStudioClient, LabelStudioError, settings_from_env
+from pipelines.labelstudio.client import (
+    URL_ENV,
+    LabelStudioClient,
+    LabelStudioError,
+    settings_from_env,
+)
 from pipelines.labelstudio.clips import write_clip
 
 MEDIA_DIR = "media"
@@ -66,6 +73,13 @@ class PushResult:
     tasks_file: str | None = None  # export_tasks_json only
     unreadable: list[str] = field(default_factory=list)  # "episode_id: reason" whose segments got no task
     push_error: str | None = None  # a configured server refused or failed: the tasks went to tasks_file instead
+    out_root: str = "outputs"  # the run's OUT (the output folder is OUT/la/<source>)
+
+    @property
+    def retry_command(self) -> str:
+        """The command that pushes this output, as printed: the review reads the output folder (its manifest
+        holds the card, and no source is read), so it works for a run made with --location or a card file."""
+        return f"python -m pipelines review {shlex.quote(self.source)} --out {shlex.quote(self.out_root)} --push"
 
     def summary(self) -> str:
         """One line for people: where the tasks went and what to do next."""
@@ -73,12 +87,12 @@ class PushResult:
         if self.push_error:
             return (
                 f"Label Studio push failed ({self.push_error}); {self.tasks} review tasks written to {self.tasks_file} "
-                f"instead{skipped}. Fix the server and run `python -m pipelines review {self.source} --push`"
+                f"instead{skipped}. Fix the server and run `{self.retry_command}`"
             )
         if self.tasks_file:
             return (
                 f"{self.tasks} review tasks written to {self.tasks_file}{skipped}. To verify: start `make labelstudio`, "
-                f"set {URL_ENV} and LABEL_STUDIO_API_KEY, and run `python -m pipelines review {self.source} --push` "
+                f"set {URL_ENV} and LABEL_STUDIO_API_KEY, and run `{self.retry_command}` "
                 "(or import the file by hand with review/label_config.xml)"
             )
         return f"{self.created} new review tasks in Label Studio project {self.title!r} ({self.existing} already there){skipped}"
@@ -87,6 +101,11 @@ class PushResult:
 def task_key(source_episode_id: str, segment_index: int) -> str:
     """Stable task key: the la output card's row key."""
     return f"{source_episode_id}#{int(segment_index)}"
+
+
+def out_root(out_dir: str) -> str:
+    """OUT of an output folder OUT/la/<source> (what `review --out` takes)."""
+    return os.path.dirname(os.path.dirname(out_dir.rstrip("/"))) or "."
 
 
 def project_title(manifest: Manifest) -> str:
@@ -138,21 +157,26 @@ def segment_media(out_dir: str, key: str, cameras: list[str]) -> dict[str, str]:
     return {c: clip_path(folder, key, c) for c in cameras}
 
 
-def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any]], cameras: list[str]) -> int:
+def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any]], cameras: list[str],
+                        frames: dict[str, np.ndarray] | None = None) -> int:
     """Cut the clip of every segment of `episode` for each review camera (inside its annotate unit).
 
-    Clips already there are kept (a resumed or retried unit); returns the number written now.
+    `frames`: the cameras' frames, decoded and checked by the caller (`pipelines.base.checked_frames`);
+    without them a camera is decoded and checked on its first missing clip (FrameDecodeError naming the
+    frame). Clips already there are kept (a resumed or retried unit); returns the number written now.
     """
     media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
     fs, _ = fsspec.core.url_to_fs(media_dir)
+    frames = dict(frames or {})
     written = 0
     for row in rows:
         key = task_key(row["source_episode_id"], row["segment_index"])
         for camera in cameras:
             path = clip_path(media_dir, key, camera)
             if not fs.exists(path):
-                # load(): decoded once per episode and camera, and kept for the LA-V clips of the same unit
-                write_clip(episode.frames[camera].load()[row["start"]: row["end"]], episode.fps, path)
+                if camera not in frames:  # decoded once per episode and camera
+                    frames[camera] = checked_frames(episode, camera)
+                write_clip(frames[camera][row["start"]: row["end"]], episode.fps, path)
                 written += 1
     return written
 
@@ -297,7 +321,7 @@ def export_tasks_json(out_dir: str, *, card: SourceCard | None = None, document_
     write_text_atomic(f"{review}/{LABEL_CONFIG_FILE}", config)
     write_text_atomic(f"{review}/{TASKS_FILE}", json.dumps(tasks, indent=1))
     return PushResult(project_title(manifest), manifest.source, len(tasks), 0, 0,
-                      tasks_file=f"{review}/{TASKS_FILE}", unreadable=unreadable)
+                      tasks_file=f"{review}/{TASKS_FILE}", unreadable=unreadable, out_root=out_root(out_dir))
 
 
 def existing_keys(client: LabelStudioClient, project_id: int) -> set[str]:
@@ -339,7 +363,7 @@ def push_candidates(
         json.dumps({"title": title, "id": project["id"], "url": client.url}, indent=2),
     )
     return PushResult(title, manifest.source, len(tasks), len(new), len(tasks) - len(new), project_id=project["id"],
-                      unreadable=unreadable)
+                      unreadable=unreadable, out_root=out_root(out_dir))
 
 
 def deliver(out_dir: str, *, url: str | None = None, token: str | None = None, card: SourceCard | None = None) -> PushResult:

@@ -11,7 +11,13 @@ convention), and frames showing a coloured square that moves with the arm.
 - "empty_instruction": an empty language instruction;
 - "corrupt_first_frame" / "corrupt_late_frame": bytes that are not an image,
   at step 0 or at the last step of every camera;
-- "zero_steps": an episode with no steps.
+- "truncated_late_frame" / "empty_late_frame" / "wrong_size_late_frame": at the last step of every
+  camera, the first half of the frame's JPEG, no bytes at all, or a valid JPEG of half the size;
+- "zero_steps": an episode with no steps;
+- "invalid_utf8_instruction": an instruction whose bytes are not UTF-8 (`INVALID_UTF8_INSTRUCTION`);
+- "state_spike": a finite but absurd arm-state value (`STATE_SPIKE`, 3e38) at the middle step;
+- "gripper_beyond_closed": the closed steps store `GRIPPER_BEYOND_CLOSED` (1.25 closedness) in the
+  dataset's own convention, past the card's closed value, so normalising clips them.
 
 Deterministic for a given seed. Not a simulator: the embedded sample
 (sample-data) is the realistic dataset.
@@ -30,7 +36,13 @@ import numpy as np
 from pipelines.formats.rlds.writer import write_rlds
 from pipelines.sample.generator.rlds_schemas import ImageSize, RldsSchema, rlds_schema
 
-FAULTS = ("nan_state", "empty_instruction", "corrupt_first_frame", "corrupt_late_frame", "zero_steps")
+FAULTS = ("nan_state", "empty_instruction", "corrupt_first_frame", "corrupt_late_frame", "zero_steps",
+          "invalid_utf8_instruction", "state_spike", "gripper_beyond_closed",
+          "truncated_late_frame", "empty_late_frame", "wrong_size_late_frame")
+LATE_FRAME_FAULTS = ("corrupt_late_frame", "truncated_late_frame", "empty_late_frame", "wrong_size_late_frame")
+INVALID_UTF8_INSTRUCTION = b"pick up the \xff\xfe cube"  # 0xff never occurs in UTF-8
+STATE_SPIKE = 3e38  # finite in float32 (max 3.4e38)
+GRIPPER_BEYOND_CLOSED = 1.25  # closedness past fully closed (1)
 NOT_AN_IMAGE = b"this is not a jpeg"
 INSTRUCTIONS = ("pick up the red cube", "put the green block in the bowl", "push the blue cup to the left")
 # Dataset folder names used by the published releases (what the source cards point at).
@@ -72,7 +84,7 @@ def _flags(t: int, n: int) -> dict[str, Any]:
     return {"is_first": t == 0, "is_last": t == n - 1, "is_terminal": t == n - 1}
 
 
-def _droid_episode(i: int, traj, frames, instruction: str, image_size: ImageSize) -> dict[str, Any]:
+def _droid_episode(i: int, traj, frames, instruction: str | bytes, image_size: ImageSize) -> dict[str, Any]:
     pose, closed = traj["pose"], traj["closed"]
     n = len(pose)
     nxt = np.concatenate([pose[1:], pose[-1:]]) if n else pose
@@ -111,7 +123,7 @@ def _droid_episode(i: int, traj, frames, instruction: str, image_size: ImageSize
     return {"steps": steps, "episode_metadata": {"file_path": f"{folder}/trajectory.h5", "recording_folderpath": f"{folder}/recordings/MP4"}}
 
 
-def _bridge_episode(i: int, traj, frames, instruction: str, image_size: ImageSize) -> dict[str, Any]:
+def _bridge_episode(i: int, traj, frames, instruction: str | bytes, image_size: ImageSize) -> dict[str, Any]:
     pose, closed = traj["pose"], traj["closed"]
     n = len(pose)
     opened = 1.0 - closed  # Bridge: 1 = open
@@ -137,11 +149,11 @@ def _bridge_episode(i: int, traj, frames, instruction: str, image_size: ImageSiz
     return {"steps": steps, "episode_metadata": metadata}
 
 
-def _fractal_episode(i: int, traj, frames, instruction: str, image_size: ImageSize) -> dict[str, Any]:
+def _fractal_episode(i: int, traj, frames, instruction: str | bytes, image_size: ImageSize) -> dict[str, Any]:
     pose, closed = traj["pose"], traj["closed"]
     n = len(pose)
     f32 = np.float32
-    embedding = np.random.default_rng(zlib.crc32(instruction.encode())).normal(size=512).astype(f32)
+    embedding = np.random.default_rng(zlib.crc32(instruction if isinstance(instruction, bytes) else instruction.encode())).normal(size=512).astype(f32)
     steps = []
     for t in range(n):
         delta = pose[min(t + 1, n - 1)] - pose[t]
@@ -207,15 +219,37 @@ def synthetic_episodes(
         traj = synthetic_trajectory(length, rng)
         if fault == "nan_state":
             traj["pose"][length // 2, 0] = np.nan
-        corrupt_step = {"corrupt_first_frame": 0, "corrupt_late_frame": length - 1}.get(fault or "")
+        elif fault == "state_spike":
+            traj["pose"][length // 2, 2] = STATE_SPIKE
+        elif fault == "gripper_beyond_closed":
+            traj["closed"][traj["closed"] == 1] = GRIPPER_BEYOND_CLOSED
+        corrupt_step = 0 if fault == "corrupt_first_frame" else length - 1 if fault in LATE_FRAME_FAULTS else None
 
-        def frames(t: int, camera: int, _corrupt=corrupt_step, _n=length) -> np.ndarray | bytes:
-            if t == _corrupt:
-                return NOT_AN_IMAGE
-            return synthetic_frame(image_size, t, _n, camera)
+        def frames(t: int, camera: int, _corrupt=corrupt_step, _n=length, _fault=fault) -> np.ndarray | bytes:
+            if t != _corrupt:
+                return synthetic_frame(image_size, t, _n, camera)
+            return _bad_frame(_fault, synthetic_frame(image_size, t, _n, camera))
 
-        instruction = "" if fault == "empty_instruction" else INSTRUCTIONS[i % len(INSTRUCTIONS)]
+        instruction: str | bytes = INSTRUCTIONS[i % len(INSTRUCTIONS)]
+        if fault == "empty_instruction":
+            instruction = ""
+        elif fault == "invalid_utf8_instruction":
+            instruction = INVALID_UTF8_INSTRUCTION
         yield build(i, traj, frames, instruction, image_size)
+
+
+def _bad_frame(fault: str, frame: np.ndarray) -> bytes:
+    """The encoded bytes a frame fault stores in place of `frame`."""
+    from datasets_cards.codecs import encode_jpeg
+
+    if fault == "truncated_late_frame":
+        data = encode_jpeg(frame)
+        return data[: len(data) // 2]
+    if fault == "empty_late_frame":
+        return b""
+    if fault == "wrong_size_late_frame":
+        return encode_jpeg(frame[::2, ::2])
+    return NOT_AN_IMAGE
 
 
 def _image_size(schema: RldsSchema) -> ImageSize:

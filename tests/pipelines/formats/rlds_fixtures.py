@@ -6,7 +6,7 @@ it with `open_reader(load_source_card("bridge"), str(path))`. Values follow
 `pipelines.sample.generator.synthetic_rlds`: episode i has instruction INSTRUCTIONS[i % 3], the
 gripper is closed (1) in the middle third of the steps, frames are 32×48.
 `faults={index: "nan_state" | "empty_instruction" | "corrupt_first_frame" |
-"corrupt_late_frame" | "zero_steps"}` injects defects.
+"corrupt_late_frame" | "zero_steps" | ...}` injects defects (every kind: `FAULTS`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def make_rlds_fixture(
     faults: Mapping[int, str] | None = None,
     image_size: tuple[int, int] = IMAGE_SIZE,
     seed: int = 0,
+    num_shards: int | None = None,
 ) -> Path:
-    return write_synthetic_rlds(tmp, schema, n_episodes, n_steps, image_size=image_size, seed=seed, faults=faults)
+    """`num_shards`: that many TFRecord files, episodes in contiguous runs (default: one file)."""
+    return write_synthetic_rlds(tmp, schema, n_episodes, n_steps, image_size=image_size, seed=seed, faults=faults,
+                                num_shards=num_shards)
 
 
 def expected_gripper(n_steps: int) -> np.ndarray:

@@ -46,7 +46,8 @@ def result(quality: int, confidence: int, to_name: str = "static", **values) -> 
     return [{"from_name": n, "to_name": to_name, "type": t, "value": v} for n, t, v in items]
 
 
-def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tmp_path):
+def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)  # the review flow takes no token parameter
     run = write_la_run(label_studio.document_root / tmp_path.name)
     ep0, ep1, _ = run.episode_ids
     client = LabelStudioClient(label_studio.url, label_studio.token)
@@ -76,7 +77,7 @@ def test_push_annotate_pull_keeps_the_segments_verifiers_accept(label_studio, tm
         if b is not None:
             client.create_annotation(tasks[key]["id"], b, completed_by=verifier_b)
 
-    metrics = review(source=SOURCE, out=str(run.out), url=label_studio.url, token=label_studio.token)
+    metrics = review(source=SOURCE, out=str(run.out), url=label_studio.url)
 
     assert metrics["krippendorff_alpha"] == pytest.approx(1 / 6)
     assert (metrics["reviewed"], metrics["kept"], metrics["retention"]) == (4, 2, 0.5)
@@ -133,7 +134,7 @@ def test_annotate_on_the_sample_pushes_its_candidates_and_review_keeps_what_two_
         client.create_annotation(task["id"], result(a, 2))
         client.create_annotation(task["id"], result(b, 1), completed_by=verifier_b)
 
-    metrics = review(source="sample-droid", out=str(out), url=label_studio.url, token=label_studio.token)
+    metrics = review(source="sample-droid", out=str(out), url=label_studio.url)
 
     accepted = [t["data"]["key"] for t, a, b in zip(tasks, a_scores, b_scores) if (a + b) / 2 >= 2]
     expected_alpha = krippendorff.alpha(reliability_data=np.array([a_scores, b_scores], dtype=float),
@@ -171,7 +172,7 @@ def test_a_source_without_cameras_is_pushed_with_state_plots_and_reviewed(label_
         client.create_annotation(task["id"], result(3 if i % 2 == 0 else 1, 2, to_name=labeling.STATE_PLOT))
 
     with synthetic_format():
-        metrics = review(source=card, out=str(out), url=label_studio.url, token=label_studio.token)
+        metrics = review(source=card, out=str(out), url=label_studio.url)
 
     assert (metrics["reviewed"], metrics["kept"]) == (len(tasks), len(tasks[::2]))
     kept = verified_rows(target)

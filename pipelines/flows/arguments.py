@@ -1,0 +1,110 @@
+"""What a run may be given: numbers in range, and no secrets among its options.
+
+The command line and the flow apply the same rules, so a deployment caller is held to them too.
+Secrets come from the environment only (OPENAI_API_KEY, LABEL_STUDIO_API_KEY): an option named like
+a credential at any depth, or holding a secret environment variable's value, is refused before
+anything is written, and a deployment's recorded Prefect parameters get it redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+
+
+class RunArgumentError(ValueError):
+    """An argument no run can use: a number out of range, or a secret among the options (never recorded)."""
+
+
+# A key naming a secret, matched on its words (camelCase and any separator split): api_key, apiKey, x-api-key,
+# hf_token, Authorization, password, client_secret ... but not max_tokens or text_threshold.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:api_?key|access_?key|private_?key|secret(?:_?key)?|token|password|passwd|"
+                          r"authorization|auth|credentials?|bearer|cookie)(?:_|$)")
+SECRET_ENVIRONMENT = ("OPENAI_API_KEY (an OpenAI-compatible endpoint: the VLM segmenter, the LLM phrase extractor) "
+                      "or LABEL_STUDIO_API_KEY (Label Studio)")
+
+
+def looks_secret(name: str) -> bool:
+    """True for a key named like a credential (api_key, token, secret, password, authorization, ...)."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return bool(_SECRET_NAME.search(re.sub(r"[^a-z0-9]+", "_", words.lower())))
+
+
+def secret_options(options: Any, environ: dict[str, str] | None = None) -> list[str]:
+    """Where `options` hold a secret: the dotted path of every key named like one, at any depth, and of every
+    string holding the value of a secret environment variable (one named like a credential, 8+ characters)."""
+    env = os.environ if environ is None else environ
+    planted = {v for k, v in env.items() if looks_secret(k) and len(v) >= 8}
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if looks_secret(key):
+                    found.append(where)
+                else:
+                    walk(inner, where)
+        elif isinstance(value, (list, tuple)):
+            for i, inner in enumerate(value):
+                walk(inner, f"{path}[{i}]")
+        elif isinstance(value, str) and any(secret in value for secret in planted):
+            found.append(f"{path} (holds the value of a secret environment variable)")
+
+    walk(options or {}, "")
+    return found
+
+
+REDACTED = "<redacted>"
+
+
+def redact_secrets(options: Any, environ: dict[str, str] | None = None) -> Any:
+    """`options` with the value of every secret-named key, and every secret environment value inside a string,
+    replaced by "<redacted>" (what `secret_options` finds)."""
+    env = os.environ if environ is None else environ
+    planted = sorted((v for k, v in env.items() if looks_secret(k) and len(v) >= 8), key=len, reverse=True)
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: REDACTED if looks_secret(k) else clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            for secret in planted:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    return clean(options)
+
+
+def redact_recorded_options(options: Any) -> None:
+    """A deployment caller's parameters reach Prefect before the flow body runs: overwrite the secrets in this
+    flow run's recorded parameters (best effort; the run is refused either way)."""
+    run = FlowRunContext.get()
+    if run is None or run.flow_run is None:
+        return
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.flow_run.id, parameters={**run.flow_run.parameters,
+                                                                "options": redact_secrets(options)})
+    except Exception as e:  # noqa: BLE001  a server that refuses the update must not hide the real error
+        get_run_logger().warning(f"could not redact the secret options from this flow run's parameters: {e!r}")
+
+
+def check_run_arguments(limit: int | None, episodes_per_shard: int, retries: int, options: Any) -> None:
+    """RunArgumentError for what the command line refuses too, so deployment callers are held to the same rules."""
+    for name, value, low in (("limit", limit, 1), ("episodes_per_shard", episodes_per_shard, 1), ("retries", retries, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise RunArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+    secrets = secret_options(options)
+    if secrets:
+        raise RunArgumentError(
+            f"option {', '.join(repr(s) for s in secrets)} looks like a secret: secrets are never passed as options "
+            f"(they would be written into manifest.json, card.md and the Prefect flow-run parameters); "
+            f"set the environment variable instead: {SECRET_ENVIRONMENT}")
