@@ -96,6 +96,9 @@ class OutputCard(BaseModel):
     key: list[str]  # columns that identify a row uniquely (checked by the writer)
     card_template: str  # markdown template (Jinja2) rendered into card.md
     row_group_rows: int = 1024  # rows per Parquet row group (smaller for image-heavy cards)
+    row_group_per_write: bool = False  # also end a row group at every write_rows call (the flow writes one episode
+    #                                   per call: one row group per episode, read back episode by episode)
+    dictionary_encoding: bool = True  # False for high-entropy numbers (float16 tokens), where it only costs time
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("columns")

@@ -1,4 +1,10 @@
-"""Small reference models: la (text + state → action chunk, flow matching) and gaze.
+"""Small reference models: la (text + state → action chunk, flow matching), gaze, and future.
+
+future: DIAL's System-1 in its decoupled warm-up (dial.txt §3.3–3.4), a latent inverse
+dynamics model: self-attention over the frozen tokens of the current frame and of frame
+t+H and one token of the masked state, then the flow-matching head over the action chunk
+cross-attending to that fused context (DIAL feeds the state into its DiT's sequence;
+here it is a context token, the head is the la recipe's).
 
 gaze reconstruction target: a *denoising head over the downsampled gaze crop in
 pixel space* (crop resized to `crop_size`, flow-matching velocity prediction
@@ -32,10 +38,14 @@ class ModelConfig:
     crop_size: int = 16  # gaze: reconstruction target side
     crop_patch: int = 4
     flow_steps: int = 10  # Euler steps when sampling an action chunk
+    foresight: int = 16  # future: H, the frame whose tokens condition step t (DIAL; clipped at the episode end)
+    chunk: int = 16  # future: actions predicted per sample (DIAL's 16-step chunk)
 
     def validate(self) -> None:
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if self.foresight < 0 or self.chunk < 1:
+            raise ValueError(f"foresight must be >= 0 and chunk >= 1, got {self.foresight}, {self.chunk}")
         if self.image_size % self.patch or self.crop_size % self.crop_patch:
             raise ValueError("image_size/patch and crop_size/crop_patch must divide exactly")
 
@@ -154,3 +164,43 @@ class GazePolicy(nn.Module):
     def crop_patches(self, crop: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(crop.float() / 127.5 - 1, size=self.cfg.crop_size, mode="area")
         return F.pixel_unshuffle(x, self.cfg.crop_patch).flatten(2).transpose(1, 2)
+
+
+class FuturePolicy(nn.Module):
+    """Current + future frozen tokens and the masked state → action chunk (latent inverse dynamics, flow matching)."""
+
+    def __init__(self, cfg: ModelConfig, tokens: int, feature_dim: int, state_width: int, action_width: int):
+        super().__init__()
+        self.cfg = cfg
+        self.feature = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, cfg.dim))
+        self.pos = nn.Parameter(torch.zeros(tokens, cfg.dim))
+        self.kind = nn.Parameter(torch.zeros(3, cfg.dim))  # current frame, future frame, state
+        self.state = nn.Linear(2 * state_width, cfg.dim)  # values and their validity mask
+        self.encoder = _encoder(cfg)
+        self.head = FlowHead(cfg, action_width, cfg.chunk)
+
+    def context(self, current: torch.Tensor, future: torch.Tensor, state: torch.Tensor,
+                state_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        now = self.feature(current) + self.pos + self.kind[0]
+        then = self.feature(future) + self.pos + self.kind[1]
+        valid = state_valid.float()
+        proprio = self.state(torch.cat([state * valid, valid], -1))[:, None] + self.kind[2]
+        tokens = torch.cat([now, then, proprio], 1)
+        pad = torch.zeros(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self.encoder(tokens), pad
+
+    def loss(self, current, future, state, state_valid, chunk, step_mask, action_valid,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared velocity error over the real steps and dims of the chunk (B×C×A, masks B×C and B×A)."""
+        ctx, pad = self.context(current, future, state, state_valid)
+        noise = torch.randn(chunk.shape, device=chunk.device, generator=generator)
+        t = torch.rand(chunk.shape[0], device=chunk.device, generator=generator)
+        x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * chunk
+        err = (self.head(x_t, t, ctx, pad).float() - (chunk - noise)) ** 2
+        weight = step_mask.float()[:, :, None] * action_valid.float()[:, None, :]
+        return (err * weight).sum() / weight.sum().clamp(min=1)
+
+    def sample(self, current, future, state, state_valid) -> torch.Tensor:
+        ctx, pad = self.context(current, future, state, state_valid)
+        shape = (state.shape[0], self.cfg.chunk, self.head.out.out_features)
+        return self.head.sample(shape, ctx, pad, self.cfg.flow_steps)

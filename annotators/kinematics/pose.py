@@ -21,7 +21,7 @@ from datasets_cards.source import EULER_ROTATION, ROTATIONS, validate_rotation
 POSE_NAMES = ["x", "y", "z", "roll", "pitch", "yaw"]
 CANONICAL_EULER = "xyz"
 _WIDTH = {"quat_xyzw": 7, "quat_wxyz": 7, "rotvec": 6, "none": 3}
-__all__ = ["POSE_NAMES", "ROTATIONS", "PoseError", "state_to_pose", "validate_rotation"]
+__all__ = ["POSE_NAMES", "ROTATIONS", "PoseError", "matrix_to_rot6d", "pose_to_rot6d", "state_to_pose", "validate_rotation"]
 
 
 class PoseError(ValueError):
@@ -55,3 +55,17 @@ def state_to_pose(arm_state: np.ndarray, rotation: str) -> np.ndarray:
     if rotations is not None and len(state):
         pose[:, 3:] = np.unwrap(rotations.as_euler(CANONICAL_EULER), axis=0)
     return pose
+
+
+def matrix_to_rot6d(matrices: np.ndarray) -> np.ndarray:
+    """…×3×3 rotation matrices → …×6: the first two columns, column after column (Zhou et al. 2019),
+    [r00, r10, r20, r01, r11, r21]. Continuous, unlike Euler angles (DIAL's wrist rotations)."""
+    m = np.asarray(matrices, dtype=np.float64)
+    return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
+
+
+def pose_to_rot6d(pose: np.ndarray) -> np.ndarray:
+    """T×6 canonical pose (xyz, extrinsic xyz Euler) → T×9: xyz then the 6-D rotation."""
+    pose = np.asarray(pose, dtype=np.float64)
+    matrices = Rotation.from_euler(CANONICAL_EULER, pose[:, 3:6]).as_matrix() if len(pose) else np.zeros((0, 3, 3))
+    return np.concatenate([pose[:, :3], matrix_to_rot6d(matrices)], axis=1)

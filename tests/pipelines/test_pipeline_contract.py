@@ -24,6 +24,10 @@ from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_tr
 CONTRACT_OPTIONS = {
     "la": {"plots": 1},
     "gaze": {"detector": "stub", "montage": 1},
+    # the contract card imitates egodex; its episodes are robot-shaped: the Episode's own vectors, no layout
+    "future": {"encoder": "stub", "view": {"size": [32, 48]}, "batch_size": 16,
+               "layout": {"width": 0, "state": "raw", "gripper": True, "state_slots": [], "action": "raw",
+                          "action_slots": []}},
 }
 GOOD, ONE_FRAME, UNDECODABLE = "contract-good", "contract-one-frame", "contract-undecodable"
 

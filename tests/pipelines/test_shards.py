@@ -9,8 +9,9 @@ from pipelines.io import ShardWriter
 
 def future_row(i: int, episode: str = "ep") -> dict:
     return {
-        "episode_id": episode, "source": "test", "camera": "cam", "frame_index": i, "target_index": i + 1,
-        "feature": [0.5] * 4, "instruction": "x", "state": [0.0] * 3, "action": [0.0] * 2,
+        "episode_id": episode, "source": "test", "camera": "cam", "frame_index": i, "view": 0, "num_frames": i + 1,
+        "feature": [0.5] * 4, "instruction": "x", "state": [0.0] * 3, "state_valid": [1] * 3,
+        "actions": [[0.0] * 2], "action_valid": [1] * 2,
     }
 
 

@@ -8,7 +8,12 @@
 - "egodex": one <name>.hdf5 (transforms/<joint> T×4×4 poses, attrs
   llm_description) next to <name><video_suffix> per episode.
 Card keys are paths inside the episode's group; a key whose data are 4×4 pose
-matrices contributes its translation. Instruction keys "attrs/NAME[/FIELD...]"
+matrices contributes its translation, or with `pose: position_rot6d` its
+translation and 6-D rotation (the first two columns of the rotation matrix; DIAL's
+wrist poses). Option `axes` (a 3×3 rotation) turns those poses into another world
+frame first (EgoDex: ARKit's y-up axes into the robot's z-up ones), and
+`actions: next_state` makes action(t) the state of step t+1 (the last step keeps
+its own), DIAL's rule for human data. Instruction keys "attrs/NAME[/FIELD...]"
 read attribute NAME (JSON-decoded when FIELDs follow) of the layout's attribute
 group. Files are visited in sorted order and demos in numeric order.
 """
@@ -28,6 +33,7 @@ import fsspec
 import h5py
 import numpy as np
 
+from annotators.kinematics.pose import matrix_to_rot6d
 from datasets_cards import GRIPPER_RAW, Episode, EpisodeError, FrameSequence
 from datasets_cards.registry import Registry
 from pipelines.formats.base import SourceReader, register_reader
@@ -45,13 +51,41 @@ class _Ref:
     video: str | None = None  # a companion video file (EgoDex)
 
 
-def _as_matrix(values: np.ndarray) -> np.ndarray:
-    """A T×... dataset → float32 T×D; T×4×4 pose matrices contribute their translation."""
+POSE_OPTIONS = ("position", "position_rot6d")  # reader_options.pose: what a 4×4 pose contributes
+ACTION_OPTIONS = ("keys", "next_state")  # reader_options.actions: the card's action keys, or the next state
+
+
+@dataclass(frozen=True)
+class PoseReading:
+    """How 4×4 pose datasets are read (reader_options pose and axes)."""
+
+    pose: str = "position"
+    axes: np.ndarray | None = None  # 3×3 rotation applied to every pose (world frame change)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], card_name: str) -> PoseReading:
+        pose = options.get("pose", "position")
+        if pose not in POSE_OPTIONS:
+            raise ValueError(f"source card {card_name!r}: reader_options.pose is {pose!r}; known: {', '.join(POSE_OPTIONS)}")
+        axes = options.get("axes")
+        if axes is not None:
+            axes = np.asarray(axes, dtype=np.float64)
+            if axes.shape != (3, 3) or not np.allclose(axes @ axes.T, np.eye(3), atol=1e-6) or np.linalg.det(axes) < 0:
+                raise ValueError(f"source card {card_name!r}: reader_options.axes must be a 3×3 rotation matrix "
+                                 f"(orthonormal, determinant 1), got {options.get('axes')}")
+        return cls(pose, axes)
+
+
+def _as_matrix(values: np.ndarray, reading: PoseReading = PoseReading()) -> np.ndarray:
+    """A T×... dataset → float32 T×D; T×4×4 pose matrices contribute their translation (and 6-D rotation)."""
     values = np.asarray(values)
     if len(values) == 0:
         raise EpisodeError("zero-length episode")
     if values.ndim == 3 and values.shape[1:] == (4, 4):
-        values = values[:, :3, 3]
+        position, rotation = values[:, :3, 3].astype(np.float64), values[:, :3, :3].astype(np.float64)
+        if reading.axes is not None:
+            position, rotation = position @ reading.axes.T, reading.axes @ rotation
+        values = position if reading.pose == "position" else np.concatenate([position, matrix_to_rot6d(rotation)], 1)
     return values.reshape(len(values), -1).astype(np.float32)
 
 
@@ -79,6 +113,11 @@ class _Layout(ABC):
         self.reader = reader
         self.card = reader.card
         self.options = reader.card.reader_options
+        self.reading = PoseReading.from_options(self.options, self.card.name)
+        self.actions = self.options.get("actions", "keys")
+        if self.actions not in ACTION_OPTIONS:
+            raise ValueError(f"source card {self.card.name!r}: reader_options.actions is {self.actions!r}; "
+                             f"known: {', '.join(ACTION_OPTIONS)}")
 
     @abstractmethod
     def refs(self) -> list[_Ref]:
@@ -96,7 +135,7 @@ class _Layout(ABC):
             for key in dict.fromkeys(card.state.keys + card.action.keys + ([card.gripper.key] if card.gripper else [])):
                 if key not in group:
                     raise EpisodeError(f"dataset {key!r} missing")
-                data[key] = _as_matrix(group[key][()])
+                data[key] = _as_matrix(group[key][()], self.reading)
             lengths = {k: len(v) for k, v in data.items()}
             if len(set(lengths.values())) != 1:
                 raise EpisodeError(f"datasets differ in length: {lengths}")
@@ -120,10 +159,13 @@ class _Layout(ABC):
         else:
             metadata[GRIPPER_RAW] = np.asarray(data[card.gripper.key][:, card.gripper.index or 0], np.float32)
             gripper = card.gripper.normalise(metadata[GRIPPER_RAW])
+        if self.actions == "next_state":
+            actions = np.concatenate([state[1:], state[-1:]], axis=0)
+        else:
+            actions = np.concatenate([data[k] for k in card.action.keys], axis=1)
         return Episode(
             episode_id=ref.episode_id, source=card.name, instruction=instruction, fps=card.fps, frames=frames,
-            arm_state=state, gripper=gripper, actions=np.concatenate([data[k] for k in card.action.keys], axis=1),
-            metadata=metadata,
+            arm_state=state, gripper=gripper, actions=actions, metadata=metadata,
         )
 
 

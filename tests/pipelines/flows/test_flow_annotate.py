@@ -90,8 +90,9 @@ class FramePipeline(base.Pipeline):
         return [
             {
                 "episode_id": episode.episode_id, "source": episode.source, "camera": "cam", "frame_index": t,
-                "target_index": min(t + 1, episode.num_frames - 1), "feature": [float(episode.arm_state[0, 0])] * 2,
-                "instruction": episode.instruction, "state": episode.arm_state[t].tolist(), "action": [0.0],
+                "view": 0, "num_frames": episode.num_frames, "feature": [float(episode.arm_state[0, 0])] * 2,
+                "instruction": episode.instruction, "state": episode.arm_state[t].tolist(), "state_valid": [1],
+                "actions": [[0.0]], "action_valid": [1],
             }
             for t in range(episode.num_frames)
         ]

@@ -137,14 +137,37 @@ def egodex_dir(tmp_path_factory):
     return root
 
 
-def test_egodex_episodes_use_hand_translations_and_zero_gripper(egodex_dir):
+def test_egodex_episodes_follow_dials_mapping_and_have_no_gripper(egodex_dir):
+    """The card's mapping: both wrists' xyz and 6-D rotation in robot axes, action(t) = state(t+1)."""
     episodes = list(open_reader(EGODEX, str(egodex_dir)))
     assert [e.episode_id for e in episodes] == [
         "egodex-basic_pick_place-0", "egodex-fold_towel-0", "egodex-fold_towel-1"]
     episode = episodes[1]
-    assert episode.instruction == "fold the towel" and episode.arm_state.shape == (9, 6)
-    np.testing.assert_allclose(episode.arm_state[4], [0.4, 0.0, 1.0, 0.4, 1.0, 1.0], rtol=1e-6)
+    assert episode.instruction == "fold the towel" and episode.arm_state.shape == (9, 18)
+    # ARKit (x right, y up, z back) → robot (x forward, y left, z up): p = (0.4, off, 1) → (-1, -0.4, off)
+    turned = [0.0, -1.0, 0.0, 0.0, 0.0, 1.0]  # the identity hand rotation seen in robot axes: columns of the turn
+    np.testing.assert_allclose(episode.arm_state[4], [-1, -0.4, 0.0, *turned, -1, -0.4, 1.0, *turned], atol=1e-6)
+    np.testing.assert_array_equal(episode.actions[:-1], episode.arm_state[1:])
+    np.testing.assert_array_equal(episode.actions[-1], episode.arm_state[-1])
     np.testing.assert_array_equal(episode.gripper, np.zeros(9))
+
+
+def test_egodex_without_pose_options_reads_hand_translations(egodex_dir):
+    card = EGODEX.model_copy(update={"reader_options": {"layout": "egodex", "video_suffix": ".mp4"}})
+    episode = list(open_reader(card, str(egodex_dir)))[1]
+    assert episode.arm_state.shape == (9, 6)
+    np.testing.assert_allclose(episode.arm_state[4], [0.4, 0.0, 1.0, 0.4, 1.0, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"pose": "quaternion"}, "reader_options.pose"),
+    ({"axes": [[1, 0, 0], [0, 1, 0], [0, 0, -1]]}, "rotation matrix"),
+    ({"actions": "later"}, "reader_options.actions"),
+])
+def test_egodex_pose_options_are_checked(egodex_dir, options, message):
+    card = EGODEX.model_copy(update={"reader_options": {"layout": "egodex", **options}})
+    with pytest.raises(ValueError, match=message):
+        open_reader(card, str(egodex_dir))
 
 
 def test_egodex_video_decodes_lazily_to_the_written_frames(egodex_dir):
