@@ -10,7 +10,6 @@ the detections are reduced to the best `max_detections` per image on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,41 +18,16 @@ import torch.nn.functional as F
 
 from annotators.detection.base import DETECTORS, DetectorConfig
 from annotators.detection.core import Detections
+from annotators.weights import resolve_weights
 
-
-class MissingWeightsError(FileNotFoundError):
-    """The model's weights are neither at a local path nor in the Hugging Face cache."""
-
-
-def fetch_command(model: str) -> str:
-    return f"huggingface-cli download {model}   (or, with huggingface_hub ≥ 1.0: hf download {model})"
-
-
-def resolve_weights(model: str) -> str:
-    """A local folder holding `model`: the path itself, or its snapshot in the HF cache. Never downloads."""
-    from huggingface_hub import constants, snapshot_download
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if (path / "config.json").exists():
-            return str(path)
-        raise MissingWeightsError(f"{path} exists but holds no config.json: it is not a saved transformers model.")
-    try:
-        return snapshot_download(model, local_files_only=True)
-    except Exception as e:  # the hub raises several types for "not cached" (and for ids that are not repo names)
-        raise MissingWeightsError(
-            f"Grounding DINO weights {model!r} not found. Looked for a local folder {str(path)!r} and in the "
-            f"Hugging Face cache {constants.HF_HUB_CACHE!r} (HF_HOME / HF_HUB_CACHE move it); nothing is downloaded "
-            f"at run time. On a machine with internet run:\n    {fetch_command(model)}\n"
-            f"then copy the cache (or the downloaded folder) here and pass its path as the model."
-        ) from e
+FAMILY = "Grounding DINO"
 
 
 def load_grounding_dino(model: str, device: str = "cpu") -> tuple[Any, Any]:
     """(model in eval mode on `device`, processor) from a local folder or the HF cache."""
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    path = resolve_weights(model)
+    path = str(resolve_weights(model, FAMILY))
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     net = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True)
     return net.to(device).eval(), processor

@@ -1,5 +1,11 @@
 """Atomic segmentation of episodes into LA-vocabulary primitives (kinematic or VLM)."""
 
-from annotators.segments.base import SEGMENTERS, VOCABULARY, Segment, SegmentationInput, Segmenter
+from annotators.segments.base import (
+    SEGMENTERS,
+    VOCABULARY,
+    Segment,
+    SegmentationInput,
+    Segmenter,
+)
 
 __all__ = ["SEGMENTERS", "VOCABULARY", "Segment", "SegmentationInput", "Segmenter"]

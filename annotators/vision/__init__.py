@@ -8,13 +8,13 @@ functions that decide what the encoder sees of a frame.
 
 from annotators.vision.base import (
     VISION_ENCODERS,
-    MissingWeightsError,
     StubVisionEncoder,
     VisionEncoder,
     VisionEncoderConfig,
     VisionFeatures,
     make_vision_encoder,
 )
+from annotators.weights import MissingWeightsError
 
 __all__ = [
     "VISION_ENCODERS", "MissingWeightsError", "StubVisionEncoder", "VisionEncoder", "VisionEncoderConfig",

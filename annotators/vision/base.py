@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -144,36 +143,6 @@ VISION_ENCODERS.add("stub", StubVisionEncoder)
 def make_vision_encoder(backend: str, config: VisionEncoderConfig | None = None, **options: Any) -> VisionEncoder:
     """The encoder of `backend` (qwen2_5_vl | siglip | dinov2 | stub) built from `config`."""
     return VISION_ENCODERS.get(backend)(config=config or VisionEncoderConfig(), **options)
-
-
-class MissingWeightsError(FileNotFoundError):
-    """The model's weights are neither at a local path nor in the Hugging Face cache."""
-
-
-def fetch_command(model: str) -> str:
-    return f"huggingface-cli download {model}   (or, with huggingface_hub ≥ 1.0: hf download {model})"
-
-
-def resolve_weights(model: str, family: str) -> Path:
-    """A local folder holding `model` (the path itself, or its snapshot in the HF cache). Never downloads."""
-    from huggingface_hub import constants, snapshot_download
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if (path / "config.json").exists():
-            return path
-        raise MissingWeightsError(f"{path} exists but holds no config.json: it is not a saved transformers model "
-                                  f"({family}).")
-    try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception as e:  # the hub raises several types for "not cached" (and for ids that are not repo names)
-        raise MissingWeightsError(
-            f"{family} weights {model!r} not found. Looked for a local folder {str(path)!r} and in the Hugging Face "
-            f"cache {constants.HF_HUB_CACHE!r} (HF_HOME / HF_HUB_CACHE move it); nothing is downloaded at run time. "
-            f"On a machine with internet run:\n    {fetch_command(model)}\n"
-            f"then copy the cache (or the downloaded folder) here and pass its path as the model "
-            f"(--option model=/path/to/folder)."
-        ) from e
 
 
 def pick_device(device: str) -> str:

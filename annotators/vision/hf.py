@@ -19,13 +19,11 @@ import torch
 
 from annotators.vision.base import (
     VISION_ENCODERS,
-    MissingWeightsError,
     VisionEncoderConfig,
     VisionFeatures,
     check_images,
     pick_device,
     pooled_grid,
-    resolve_weights,
     torch_dtype,
 )
 from annotators.vision.tensors import (
@@ -34,6 +32,7 @@ from annotators.vision.tensors import (
     processor_settings,
     to_device,
 )
+from annotators.weights import MissingWeightsError, resolve_weights
 
 
 class _PatchTokenEncoder:

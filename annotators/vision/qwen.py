@@ -31,13 +31,11 @@ import torch.nn.functional as F
 
 from annotators.vision.base import (
     VISION_ENCODERS,
-    MissingWeightsError,
     VisionEncoderConfig,
     VisionFeatures,
     check_images,
     pick_device,
     pooled_grid,
-    resolve_weights,
     torch_dtype,
 )
 from annotators.vision.tensors import (
@@ -46,6 +44,7 @@ from annotators.vision.tensors import (
     processor_settings,
     to_device,
 )
+from annotators.weights import MissingWeightsError, resolve_weights
 
 FAMILY = "Qwen2.5-VL vision tower"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # Qwen2-VL's image processor defaults

@@ -20,8 +20,19 @@ from dataclasses import replace
 from typing import Any
 
 from annotators.segments.base import SEGMENTERS, Segment, SegmentationInput, Segmenter
-from annotators.segments.vlm.cache import CachedResponse, ResponseCache, cache_get, cache_put, request_to_key
-from annotators.segments.vlm.client import ChatBackend, Completion, VlmBadResponse, VlmUnavailable
+from annotators.segments.vlm.cache import (
+    CachedResponse,
+    ResponseCache,
+    cache_get,
+    cache_put,
+    request_to_key,
+)
+from annotators.segments.vlm.client import (
+    ChatBackend,
+    Completion,
+    VlmBadResponse,
+    VlmUnavailable,
+)
 from annotators.segments.vlm.config import VlmConfig
 from annotators.segments.vlm.frames import (
     episode_to_windows,

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from annotators.detection import DetectorConfig, make_detector  # noqa: E402
-from annotators.detection.grounding_dino import MissingWeightsError, resolve_weights  # noqa: E402
+from annotators.weights import MissingWeightsError, resolve_weights  # noqa: E402
 
 
 def images(n: int, seed: int = 0, shape=(48, 64, 3)) -> list[np.ndarray]:
@@ -31,7 +31,7 @@ def test_missing_weights_error_names_model_places_and_fetch_command(tmp_path, mo
 
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(MissingWeightsError, match="config.json"):
-        resolve_weights(str(tmp_path))
+        resolve_weights(str(tmp_path), "Grounding DINO")
 
 
 def test_device_preprocessing_matches_the_processor(detector):
