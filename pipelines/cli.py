@@ -150,7 +150,11 @@ def annotate(
 ) -> None:
     """Run the annotate flow (resumable: re-running skips finished shards)."""
     from pipelines.flows.annotate import IncompleteRunError, run_annotate
-    from pipelines.flows.arguments import RunArgumentError, check_run_arguments
+    from pipelines.flows.arguments import (
+        RunArgumentError,
+        check_card_secrets,
+        check_run_arguments,
+    )
 
     options = dict(_parse_option(o) for o in option)
     try:  # numbers typer checked already; a secret among the options must never reach the flow (Prefect records it)
@@ -167,8 +171,12 @@ def annotate(
     try:
         name, location = resolve_source(dataset, location)
         card = load_source_card(name)
+        check_card_secrets(card)  # a card file's params go into manifest.json
     except CardError as e:
         raise typer.BadParameter(str(e)) from e
+    except RunArgumentError as e:
+        console.print(f"error: {e}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from e
     dataset_card, name = name, card.name  # a card file runs as that file (its name may be a built-in card's)
     if pipeline and pipeline not in list_outputs():
         raise typer.BadParameter(f"unknown pipeline {pipeline!r}; known: {', '.join(list_outputs())}")

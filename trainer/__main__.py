@@ -6,6 +6,11 @@ import argparse
 import dataclasses
 import json
 
+from datasets_cards.manifest import (
+    IncompleteOutputError,
+    ManifestError,
+    ShardIntegrityError,
+)
 from trainer.models import ModelConfig
 from trainer.train import CheckpointError, TrainConfig, train
 
@@ -31,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(**{k: v for k, v in args.items() if not k.startswith("model.")}, model=model)
     try:
         result = train(cfg)
-    except CheckpointError as e:  # one line naming the file, exit code 1
-        raise SystemExit(f"error: {e}") from None
+    except (CheckpointError, ShardIntegrityError, ManifestError, IncompleteOutputError) as e:
+        raise SystemExit(f"error: {e}") from None  # one line naming the file, exit code 1
     print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
 
 

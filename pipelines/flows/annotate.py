@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
-from prefect.futures import as_completed
+from prefect.futures import as_completed, wait
 from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
@@ -66,6 +66,7 @@ from datasets_cards.manifest import (
 from pipelines.base import Pipeline, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
+    check_card_secrets,
     check_run_arguments,
     redact_recorded_options,
     secret_options,
@@ -357,16 +358,17 @@ def _retry_unless_aborted(task, task_run, state) -> bool:
     return not isinstance(state.data, RunAbortError)
 
 
-def _stop_units(futures: dict, target: str, error: RunAbortError, logger) -> None:
-    """After a RunAbortError: cancel the units that have not started, and tell the ones running in this
-    process to stop before their next episode (units on other workers meet the same fault themselves)."""
+def _stop_units(futures: dict, target: str, error: BaseException, logger) -> None:
+    """When the run stops (a RunAbortError, or any error while recording): cancel the units that have not
+    started, and tell the ones running in this process to stop before their next episode (units on other
+    workers meet a RunAbortError's fault themselves)."""
     _ABORTED[target] = str(error)
     cancelled = 0
     for future in futures:
         wrapped = getattr(future, "wrapped_future", None)  # a concurrent (threads) or dask future
         if callable(getattr(wrapped, "cancel", None)) and not wrapped.done():
             cancelled += wrapped.cancel() is not False  # False: it is running already
-    logger.error(f"run stopped: {error}; {cancelled} unit(s) not started were cancelled")
+    logger.error(f"run stopped: {error!r}; {cancelled} unit(s) not started were cancelled")
 
 
 def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, manifest: Manifest, target: str,
@@ -382,18 +384,32 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
     unit_task = annotate_unit.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S,
                                            retry_condition_fn=_retry_unless_aborted)
     futures = {unit_task.submit(*args, target, u): u for u in todo}
+    try:
+        _record_units(futures, total, manifest, target, label, logger, failures)
+    except BaseException as e:
+        # Whatever stops the run (a RunAbortError, a full disk while saving, Ctrl-C), the units still running
+        # must not write on after the lease is released: stop them and wait for every one before leaving.
+        _stop_units(futures, target, e, logger)
+        wait(list(futures))
+        if isinstance(e, RunAbortError):
+            manifest.quarantined = merge_quarantine(target, [])  # the finished units' parts
+            manifest.save(target)
+        raise
+    return failures
+
+
+def _record_units(futures: dict, total: int, manifest: Manifest, target: str, label: str, logger,
+                  failures: list[Quarantined]) -> None:
+    """Record each unit's shard in the manifest as it lands; a failed unit becomes a quarantine record."""
     # A progress bar for people at a terminal; deployments and CI get the log lines only.
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
-        progress = bar.add_task(label, total=total, completed=total - len(todo))
+        progress = bar.add_task(label, total=total, completed=total - len(futures))
         for future in as_completed(list(futures)):
             unit = futures[future]
             bar.advance(progress)
             try:
                 record = future.result()
-            except RunAbortError as e:
-                _stop_units(futures, target, e, logger)
-                manifest.quarantined = merge_quarantine(target, [])  # the finished units' parts
-                manifest.save(target)
+            except RunAbortError:
                 raise
             except Exception as e:  # one bad unit must not kill the run; it is retried next time
                 logger.error(f"unit {unit.key} failed: {e!r}")
@@ -401,9 +417,9 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
                                             manifest.source, unit.key))
                 continue
             manifest.add_shard(record)  # a shard repeating another's episode stops the run here
+            _check_lease()  # a run whose lease was taken over must not overwrite the new holder's manifest
             manifest.save(target)
             logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
-    return failures
 
 
 def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, target: str, logger) -> bool:
@@ -441,7 +457,12 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         given = signature.bind(*args, **kwargs)
         given.apply_defaults()
         p = given.arguments
-        target = output_dir(p["out"], p["pipeline"], load_source_card(p["source"]).name)
+        if secret_options(p["options"]):  # before anything can fail: Prefect recorded the parameters already
+            redact_recorded_options(p["options"])
+        check_run_arguments(p["limit"], p["episodes_per_shard"], p["retries"], p["options"])
+        card = load_source_card(p["source"])
+        check_card_secrets(card)  # a card file's params (e.g. params.la.extra.vlm) go into the manifest
+        target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
         with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
             token = _LEASE.set(lease)
@@ -474,10 +495,7 @@ def annotate(
     retries: int = DEFAULT_RETRIES,
 ) -> Manifest:
     """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable)."""
-    logger = get_run_logger()
-    if secret_options(options):
-        redact_recorded_options(options)
-    check_run_arguments(limit, episodes_per_shard, retries, options)  # before the source is read or a manifest written
+    logger = get_run_logger()  # arguments and secrets were checked by _holding_output_lease, before the lease
     options = dict(options or {})
     card = load_source_card(source)
     target = output_dir(out, pipeline, card.name)

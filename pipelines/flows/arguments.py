@@ -108,3 +108,13 @@ def check_run_arguments(limit: int | None, episodes_per_shard: int, retries: int
             f"option {', '.join(repr(s) for s in secrets)} looks like a secret: secrets are never passed as options "
             f"(they would be written into manifest.json, card.md and the Prefect flow-run parameters); "
             f"set the environment variable instead: {SECRET_ENVIRONMENT}")
+
+
+def check_card_secrets(card: Any) -> None:
+    """RunArgumentError when a source card's params hold a secret (a card file's `params.la.extra.vlm.api_key`):
+    the card is written into manifest.json with the run's config."""
+    secrets = secret_options(card.params.model_dump(mode="json"))
+    if secrets:
+        raise RunArgumentError(
+            f"card {card.name!r}: params {', '.join(repr(s) for s in secrets)} look like a secret: a card is written "
+            f"into manifest.json; set the environment variable instead: {SECRET_ENVIRONMENT}")

@@ -119,12 +119,15 @@ class Lease:
 def read_lease(folder: str) -> Lease | None:
     """The lease of `folder`, or None when there is none or it is unreadable (a damaged lease holds nothing)."""
     path = f"{folder.rstrip('/')}/{LEASE_FILE}"
-    text = read_text(path)
-    if text is None:
-        return None
     try:
+        text = read_text(path)
+        if text is None:
+            return None
         data = json.loads(text)
-        return Lease(owner=dict(data["owner"]), expires_at=float(data["expires_at"]), acquired=data.get("acquired", ""))
+        expires_at = float(data["expires_at"])
+        if not 0 <= expires_at < 1e11:  # NaN, or past year 5000: no clock wrote that
+            raise ValueError(f"expires_at {expires_at!r} is no time")
+        return Lease(owner=dict(data["owner"]), expires_at=expires_at, acquired=data.get("acquired", ""))
     except (ValueError, KeyError, TypeError) as e:
         logger.warning(f"{path} is damaged ({type(e).__name__}: {e}): treated as no lease")
         return None
@@ -204,7 +207,7 @@ class OutputLease:
             if current is not None and current.token == self.token:
                 fs, p = fsspec.core.url_to_fs(self.path)
                 fs.rm(p)
-        except OSError as e:  # a read-only or unreachable storage: the lease expires by itself
+        except Exception as e:  # noqa: BLE001  read-only or unreachable storage: the lease expires by itself
             logger.warning(f"could not release the lease {self.path} ({type(e).__name__}: {e}); it expires "
                            f"within {self.ttl_s:.0f} s (at once for runs on this machine)")
 
@@ -243,7 +246,7 @@ class OutputLease:
             except LeaseLostError as e:
                 logger.error(f"{e}: this run will not mark the output complete")
                 return
-            except OSError as e:  # a transient storage error: try again at the next tick
+            except Exception as e:  # noqa: BLE001  a transient storage error: try again at the next tick
                 logger.warning(f"could not renew the lease {self.path} ({type(e).__name__}: {e})")
 
     def _stale(self, lease: Lease) -> str | None:

@@ -200,3 +200,42 @@ def test_a_run_whose_lease_was_taken_over_does_not_mark_the_output_complete(tmp_
         run(tmp_path)
     assert not Manifest.load(str(target)).complete
     assert read_lease(str(target)).owner["run_id"] == "usurper"  # left to its owner
+
+
+def test_a_lease_file_that_is_not_utf8_holds_nothing(tmp_path):
+    (tmp_path / LEASE_FILE).write_bytes(b"\xff\xfe{not json")
+    assert read_lease(str(tmp_path)) is None
+    with OutputLease(str(tmp_path), run_id="ours", ttl_s=30):
+        assert read_lease(str(tmp_path)).owner["run_id"] == "ours"
+    assert not (tmp_path / LEASE_FILE).exists()
+
+
+def test_units_still_running_finish_before_the_lease_is_released_when_the_run_stops(tmp_path, monkeypatch):
+    """A failure while recording a shard (here: the manifest refuses it) must not leave units writing on
+    after the lease is gone: they are stopped and waited for first."""
+    _needs_sample()
+    events: list[tuple[str, float]] = []
+    annotate_episodes, release = flow_module._annotate_episodes, OutputLease.release
+
+    def slow_units(pipe, items, unit, *args, **kwargs):
+        if unit.index:  # every unit but the first is still writing when the first one lands
+            time.sleep(3)
+        try:
+            return annotate_episodes(pipe, items, unit, *args, **kwargs)
+        finally:
+            events.append((f"unit {unit.index}", time.monotonic()))
+
+    def refuse(self, record):
+        raise RuntimeError("the manifest refuses the shard")
+
+    def released(self):
+        events.append(("released", time.monotonic()))
+        release(self)
+
+    monkeypatch.setattr(flow_module, "_annotate_episodes", slow_units)
+    monkeypatch.setattr(Manifest, "add_shard", refuse)
+    monkeypatch.setattr(OutputLease, "release", released)
+    with pytest.raises(RuntimeError, match="refuses the shard"):
+        run(tmp_path, limit=3)
+    order = [name for name, _ in sorted(events, key=lambda e: e[1])]
+    assert order[-1] == "released" and len(order) == 4, order  # three units, then the release

@@ -192,6 +192,11 @@ def test_the_trainer_refuses_a_damaged_shard_naming_it(copy):
         ShardDataset(str(target), shuffle=False)
     with pytest.raises(ShardIntegrityError, match=f"{shard}.*cannot be read as Parquet"):
         ShardDataset(str(target), shuffle=False, verify_checksums=False)
+    from trainer.__main__ import main as train_main
+
+    with pytest.raises(SystemExit) as stopped:  # the command: one line naming the shard, no traceback
+        train_main(["--recipe", "la", "--data", str(target), "--steps", "1", "--out", str(copy / "ckpt")])
+    assert str(stopped.value).startswith("error: ") and str(shard) in str(stopped.value)
     (target / "manifest.json").write_text("{")
     with pytest.raises(ManifestError, match=str(target / "manifest.json")):
         ShardDataset(str(target))

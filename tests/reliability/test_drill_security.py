@@ -201,3 +201,33 @@ def test_what_the_trainer_saves_loads_with_weights_only(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "ckpt" / CHECKPOINT)  # weights_only=True
     assert checkpoint["iter"] == 2 and checkpoint["config"]["model"]["dim"] == 32
     assert isinstance(checkpoint["config"], dict) and checkpoint["optimizer"]["state"]
+
+
+def test_a_secret_option_is_redacted_even_when_the_folder_is_locked_by_another_run(tmp_path):
+    """The check comes before the card is loaded and the lease taken: a held lease must not keep the key."""
+    import json
+    import time
+
+    from pipelines.io.lease import LEASE_FILE
+
+    target = tmp_path / "out" / "la" / "sample-droid"
+    target.mkdir(parents=True)
+    owner = {"host": "elsewhere", "pid": 1, "run_id": "theirs", "token": "t" * 32, "boot_id": "b", "pid_ns": "p"}
+    (target / LEASE_FILE).write_text(json.dumps({"owner": owner, "expires_at": time.time() + 60}))
+    with pytest.raises(RunArgumentError, match="looks like a secret"):
+        annotate(source="sample-droid", pipeline="la", out=str(tmp_path / "out"), limit=1,
+                 options={"vlm": {"api_key": KEY}})
+    assert KEY not in _prefect_records()
+
+
+def test_a_secret_in_a_card_files_params_is_refused_before_it_reaches_the_manifest(tmp_path):
+    card = tmp_path / "my-robot.yaml"
+    card.write_text("extends: sample-droid\nname: my-robot\nparams:\n  la:\n    extra:\n      vlm:\n"
+                    f"        api_key: {KEY}\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["annotate", str(card), "--limit", "1", "--out", str(out), "--pipeline", "la"])
+    assert result.exit_code == 2 and "la.extra.vlm.api_key" in result.output and KEY not in result.output
+    assert not out.exists()
+    with pytest.raises(RunArgumentError, match="look like a secret"):
+        annotate(source=str(card), pipeline="la", out=str(out), limit=1)
+    assert not [p for p in out.rglob("*") if p.is_file() and KEY in p.read_text(errors="ignore")]
