@@ -24,6 +24,7 @@ from annotators.phrases.base import PHRASE_EXTRACTORS, TargetPhrases
 SCENE_PREFIX = re.compile(r"^\s*(kitchen|living room|study|dining|floor|table) scene\s*\d+\s*")
 # Clause ends: punctuation, "then", and words opening a subordinate clause ("until it falls").
 CLAUSE_BREAKS = frozenset({",", ";", ".", ":", "then", "until", "while", "whilst", "without", "before", "after", "once"})
+MAX_OF_DEPTH = 4  # "the handle of the lid of the pot of ...": deeper "of" chains are not resolved further
 # Longer phrases first, so "on top of" wins over "on".
 PREPOSITION_PHRASES = tuple(sorted(
     {p for p in (*lx.GOAL_PREPOSITIONS, *lx.SOURCE_PREPOSITIONS)} | {"all the way", "in order to"},
@@ -165,7 +166,7 @@ def _is_verb_form(w: str) -> bool:
     return False
 
 
-def parse_noun_phrase(tokens: list[str], start: int) -> NounPhrase:
+def parse_noun_phrase(tokens: list[str], start: int, depth: int = 0) -> NounPhrase:
     """The noun phrase at `start`, reduced to what a detector can find, with "of" phrases resolved."""
     i = start
     while i < len(tokens) and (tokens[i] in lx.DETERMINERS or tokens[i] in lx.QUANTITY_WORDS or tokens[i] == "of"):
@@ -180,8 +181,8 @@ def parse_noun_phrase(tokens: list[str], start: int) -> NounPhrase:
         i += 1
     end = i
     # "the handle of the drawer", "the left edge of the pot", "a bag of chips"
-    if kept and end < len(tokens) and tokens[end] == "of":
-        inner = parse_noun_phrase(tokens, end + 1)
+    if kept and end < len(tokens) and tokens[end] == "of" and depth < MAX_OF_DEPTH:
+        inner = parse_noun_phrase(tokens, end + 1, depth + 1)
         if inner.words:
             return _resolve_of(kept, inner, start)
     return _reduce(kept, start, end)
@@ -351,6 +352,10 @@ def extract_phrases(instruction: str) -> TargetPhrases:
         if clause.object is not None and clause.verb is not None and not robot_part:
             target_index, target = k, _resolve(clause.object, clauses[:k])
             break
+    if target is not None and target.referring and target.head in lx.PRONOUNS:
+        raise ValueError(f"no target object found in instruction {instruction!r}: {target.text!r} names nothing before it")
+    if target is None and any(c.verb in lx.MANIPULATION_VERBS for c in clauses):
+        raise ValueError(f"no target object found in instruction {instruction!r}: its verb has no object")
     if target is None:  # no verb: "eggplant in the pot" style captions
         np_ = parse_noun_phrase(tokens, _skip_lead(tokens, 0))
         if not np_.words or np_.referring:

@@ -150,8 +150,9 @@ def test_destination_is_where_the_object_goes(instruction, expected):
     assert extract_phrases(instruction).destination == expected
 
 
-@pytest.mark.parametrize("instruction", ["", "   ", "!!!"])
-def test_instruction_without_words_raises(instruction):
+@pytest.mark.parametrize("instruction", ["", "   ", "!!!", "pick it up", "put it in the slider", "place in slider",
+                                         "pick up 3", "wait"])
+def test_instruction_naming_no_object_raises(instruction):
     with pytest.raises(ValueError, match="no target object"):
         extract_phrases(instruction)
 
@@ -204,3 +205,7 @@ def test_malformed_llm_reply_raises_naming_the_reply(reply):
 def test_unknown_extractor_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="llm.*rules|rules.*llm"):
         make_phrase_extractor("regex")
+
+
+def test_a_long_chain_of_of_phrases_is_read_without_recursing_into_every_link():
+    assert extract_phrases("pick the handle " + "of the lid " * 3000).object == "lid handle"
