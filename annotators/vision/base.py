@@ -140,6 +140,11 @@ class StubVisionEncoder:
 VISION_ENCODERS.add("stub", StubVisionEncoder)
 
 
+def default_model(backend: str) -> str | None:
+    """The checkpoint `backend` loads when none is named (None for backends without weights)."""
+    return getattr(VISION_ENCODERS.get(backend), "default_model", None)
+
+
 def make_vision_encoder(backend: str, config: VisionEncoderConfig | None = None, **options: Any) -> VisionEncoder:
     """The encoder of `backend` (qwen2_5_vl | siglip | dinov2 | stub) built from `config`."""
     return VISION_ENCODERS.get(backend)(config=config or VisionEncoderConfig(), **options)

@@ -133,6 +133,8 @@ class Geometry:
 class QwenVisionEncoder:
     """Frozen Qwen2.5-VL vision tower; `encode` returns merged tokens (optionally pooled) as float16."""
 
+    default_model = "Qwen/Qwen2.5-VL-3B-Instruct"  # DIAL's encoder (the 3B's tower: 2048-wide tokens)
+
     def __init__(self, config: VisionEncoderConfig | None = None, tower: Any = None, folder: Path | None = None):
         self.config = config or VisionEncoderConfig()
         self.device = pick_device(self.config.device)

@@ -106,7 +106,8 @@ class FutureParams(Params):
     """DIAL foresight targets (dial.txt §3.2–3.4; pipelines/future, annotators/vision)."""
 
     encoder: str = "qwen2_5_vl"  # a registered backend: qwen2_5_vl | siglip | dinov2 | stub (annotators.vision)
-    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # DIAL's; a local folder or a hub id found in the HF cache
+    model: str | None = None  # a local folder or a hub id found in the HF cache; None: the encoder's own default
+    #                           (qwen2_5_vl: Qwen/Qwen2.5-VL-3B-Instruct, DIAL's; siglip: SigLIP 2 base; dinov2: base)
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # on CUDA; CPU runs float32. Stored: float16
     fast_attention: bool = True  # qwen2_5_vl: one attention call per layer for all windows (false: stock forward)
     batch_size: int = 128  # frames per forward pass, taken across episodes

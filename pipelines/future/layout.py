@@ -49,6 +49,9 @@ class LayoutMapper:
         self.layout, self.card = layout, card
         self.pose: Callable[[np.ndarray], np.ndarray] | None = None
         if layout.state == "pose_rot6d":
+            if card.state.rotation == "none":  # a constant identity rotation would be stored as valid data
+                raise CardError(f"card {card.name!r}: layout.state pose_rot6d needs a rotation in the state, but "
+                                "state.rotation is none; use layout.state raw or declare the rotation")
             self.pose = pose_from_state(card.state, card.name)  # CardError up front for a joint card without URDF
 
     def state_values(self, episode: Episode) -> np.ndarray:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from annotators.vision import VisionEncoder, VisionEncoderConfig, make_vision_encoder
+from annotators.vision.base import default_model
 from annotators.vision.views import (
     Jitter,
     draw_augmentation,
@@ -163,9 +164,13 @@ class FuturePipeline(Pipeline):
         # Built here, once per worker: missing weights stop the run before any unit starts.
         self.encoder = encoder or make_vision_encoder(self.params.encoder, self.encoder_config())
         workers = int(self.options.get("decode_workers", min(8, os.cpu_count() or 1)))
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="future-decode")
         self.prefetch = int(self.options.get("prefetch", 2 * self.params.batch_size))
         self.episodes_ahead = int(self.options.get("read_ahead", 2))  # episodes read on a background thread
+        for name, value, low in (("decode_workers", workers, 1), ("prefetch", self.prefetch, 1),
+                                 ("read_ahead", self.episodes_ahead, 0)):
+            if value < low:  # prefetch 0 would plan nothing and spin forever
+                raise ValueError(f"future option {name} must be >= {low}, got {value}")
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="future-decode")
         # Units of one worker share the encoder; one forward pass at a time (on a GPU they queue anyway, and on
         # a CPU two torch calls from two threads oversubscribe the cores).
         self.model_lock = threading.Lock()
@@ -173,7 +178,7 @@ class FuturePipeline(Pipeline):
     def encoder_config(self) -> VisionEncoderConfig:
         p = self.params
         return VisionEncoderConfig(
-            model=p.model, device=str(self.options.get("device", "auto")), dtype=p.dtype,
+            model=p.model or default_model(p.encoder) or "", device=str(self.options.get("device", "auto")), dtype=p.dtype,
             image_size=tuple(p.view.size), pool=p.pool, batch_size=p.batch_size, fast_attention=p.fast_attention,
         )
 

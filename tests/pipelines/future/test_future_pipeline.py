@@ -164,3 +164,26 @@ def test_a_frame_of_another_size_quarantines_its_episode():
     assert len(results[0][1]) == 3
     assert results[1][1].reason == ("bad frame: camera 'exterior_1_left' frame 2 of 5: is 20×30×3, the camera's "
                                     "other frames are 40×60×3")
+
+
+@pytest.mark.parametrize("option", ["prefetch", "decode_workers"])
+def test_a_prefetch_or_pool_of_zero_is_refused_instead_of_spinning(option):
+    with pytest.raises(ValueError, match=f"{option} must be >= 1"):
+        pipeline(**{option: 0})
+
+
+@pytest.mark.parametrize("encoder, model", [("qwen2_5_vl", "Qwen/Qwen2.5-VL-3B-Instruct"),
+                                            ("dinov2", "facebook/dinov2-base"),
+                                            ("siglip", "google/siglip2-base-patch16-224")])
+def test_each_encoder_loads_its_own_default_checkpoint(encoder, model):
+    assert pipeline(encoder=encoder).encoder_config().model == model
+
+
+def test_pose_rot6d_on_a_card_without_rotation_is_a_card_error():
+    card = load_source_card("droid")
+    card = card.model_copy(update={"state": card.state.model_copy(update={"rotation": "none"})})
+    layout = {"width": 20, "state": "pose_rot6d", "gripper": True,
+              "state_slots": [0, 1, 2, 3, 4, 5, 6, 7, 8, 18], "action": "next_state"}
+    stub = make_vision_encoder("stub", VisionEncoderConfig(image_size=SIZE))
+    with pytest.raises(CardError, match="state.rotation is none"):
+        FuturePipeline(card, {"encoder": "stub", "layout": layout}, encoder=stub)
