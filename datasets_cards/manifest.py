@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 from datasets_cards.codecs import sha256_file
 from datasets_cards.constants import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
@@ -63,6 +63,15 @@ class ShardRecord(BaseModel):
     episodes: list[str]  # episode ids read for this unit (quarantined ones included)
     seconds: float  # wall time of the unit (read + annotate + write)
     stats: dict[str, Any] = Field(default_factory=dict)  # per-unit statistics the pipeline reports
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_output(cls, path: str) -> str:
+        # A crafted manifest must not point a re-run's clean-up (it deletes damaged shards) outside the folder.
+        parts = path.replace("\\", "/").split("/")
+        if path.startswith("/") or "://" in path or ".." in parts or not path.endswith(".parquet"):
+            raise ValueError(f"shard path {path!r} is not a .parquet file inside the output folder")
+        return path
 
 
 class Generation(BaseModel):

@@ -330,3 +330,15 @@ def test_a_cut_short_episode_id_cache_is_scanned_again(copy, base):
     cache.write_text(cache.read_text()[:20])
     assert_rebuilt(copy, base)
     assert json.loads(cache.read_text())["ids"]  # rewritten whole
+
+
+@pytest.mark.parametrize("path", ["../../outside.parquet", "/etc/outside.parquet", "shards/../../x.parquet",
+                                  "s3://bucket/x.parquet", "shards/shard-00000.txt"])
+def test_a_manifest_pointing_a_shard_outside_its_folder_is_damaged(copy, base, path):
+    """A crafted manifest must not steer the re-run's clean-up of damaged shards outside the output folder."""
+    target = target_of(copy)
+    data = json.loads((target / "manifest.json").read_text())
+    data["shards"][0]["path"] = path
+    (target / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="manifest.json"):
+        Manifest.load(str(target))
