@@ -72,13 +72,23 @@ class Score:
         self.destinations += destination_ok
 
 
+def as_read(row: Labelled) -> str:
+    """The instruction as the suite's reader hands it over: a row of a corpus with a source card (bridge)
+    has that card's scene tags stripped, as every reader does."""
+    from datasets_cards.cards import list_sources, load_source_card
+
+    if row.source not in list_sources():
+        return row.instruction
+    return load_source_card(row.source).clean_instruction(row.instruction)
+
+
 def score(extract: Callable[[str], object], rows: Iterable[Labelled]) -> tuple[dict[tuple[str, str], Score], list[str]]:
     """Scores by (split, source) plus ("all", source) and (split, "all"); and one line per miss."""
     table: dict[tuple[str, str], Score] = defaultdict(Score)
     misses = []
     for row in rows:
         try:
-            got = extract(row.instruction)
+            got = extract(as_read(row))
             obj, dest = _norm(got.object), _norm(got.destination) or None
         except ValueError as e:
             obj, dest = f"<error: {e}>", None

@@ -13,7 +13,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from datasets_cards.constants import PROJECT_ROOT
 from datasets_cards.errors import CardError
@@ -215,6 +222,17 @@ class SourceCard(_Strict):
     # Keys whose values together identify an episode (see `episode_id`); [] = the split and the index.
     episode_id_keys: list[str] = Field(default_factory=list)
     reader_options: dict[str, Any] = Field(default_factory=dict)  # format-specific extras
+    # Scene tags the corpus appends to its instructions ("put pear in bowl cardboardfence"); every reader
+    # strips them, so no annotator mistakes them for words of the task.
+    instruction_tags: list[str] = Field(default_factory=list)
+
+    def clean_instruction(self, text: str) -> str:
+        """`text` without a trailing `instruction_tags` tag (case and a final period ignored)."""
+        for tag in sorted(self.instruction_tags, key=len, reverse=True):
+            stripped = re.sub(rf"\s+{re.escape(tag)}\s*\.?\s*$", "", text, flags=re.IGNORECASE)
+            if stripped != text:
+                return stripped
+        return text
 
     @field_validator("fps")
     @classmethod

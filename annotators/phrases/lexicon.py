@@ -127,8 +127,6 @@ COLOURS = words(
 )
 # Verbs whose "with" phrase names the thing held: "wipe the pot with the sponge" -> sponge.
 TOOL_VERBS = words("wipe clean scrub sweep brush dust mop stir scoop cut slice chop spread hit")
-# Scene tags BridgeData V2 appends to instructions ("put pear in bowl cardboardfence").
-SCENE_TAGS = ("cardboard fence", "cardboardfence", "distractors", "with distractors")
 # Asset and manufacturer names of simulated benchmarks that are no visual category ("akita black bowl").
 ASSET_NAMES = words("akita")
 

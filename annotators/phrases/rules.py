@@ -62,8 +62,6 @@ def normalise_instruction(instruction: str) -> list[str]:
     """Lower-case tokens with clause punctuation kept as tokens; scene prefixes and underscores removed."""
     text = instruction.replace("_", " ").lower()
     text = SCENE_PREFIX.sub("", text)
-    for tag in lx.SCENE_TAGS:
-        text = re.sub(rf"\s{tag}\s*\.?\s*$", "", text)
     text = re.sub(r"(?<=[a-z])'(?=[a-z])", "", text)  # "rubik's cube" -> "rubiks cube"
     text = re.sub(r"[^a-z0-9,.;: ]+", " ", text)  # hyphens too: "three-sided" -> "three sided"
     text = re.sub(r"\b(anti|counter)[ -]clockwise\b", r"\1clockwise", text)

@@ -61,13 +61,16 @@ class SourceReader(ABC):
             cls.read = read  # type: ignore[method-assign]
 
     def check_episode(self, item: object) -> object:
-        """The checks every format gets: plausible state and actions, and the gripper's clipped count."""
+        """The checks every format gets: plausible state and actions, the gripper's clipped count, and the
+        card's scene tags stripped from the instruction."""
         if not isinstance(item, Episode):
             return item
         for what, values, spec in (("state", item.arm_state, self.card.state), ("action", item.actions, self.card.action)):
             problem = spec.out_of_range(values, f"{what}.plausible_range")
             if problem:
                 return Quarantined(item.episode_id, f"implausible {what}: {problem}", stage="read", source=self.card.name)
+        if self.card.instruction_tags:
+            item.instruction = self.card.clean_instruction(item.instruction)
         if self.card.gripper is not None and GRIPPER_RAW in item.metadata:
             item.metadata[GRIPPER_CLIPPED] = self.card.gripper.clipped_count(item.metadata[GRIPPER_RAW])
         return item

@@ -49,7 +49,7 @@ from datasets_cards.errors import FrameDecodeError
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
 from datasets_cards.params.future import FutureParams
-from pipelines.base import Pipeline, merge_stats, register_pipeline
+from pipelines.base import BAD_FRAME, Pipeline, merge_stats, register_pipeline
 from pipelines.future.layout import LayoutMapper
 from pipelines.future.stats import mean_std, moments, storage_stats
 
@@ -108,7 +108,7 @@ def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
 
 def bad_frame(episode: Episode, camera: str, t: int, problem: str) -> FrameDecodeError:
     """The suite's reason for an episode quarantined for one of its frames ("bad frame: camera ... frame t of T: ...")."""
-    return FrameDecodeError(f"bad frame: camera {camera!r} frame {t} of {episode.num_frames}: {problem}",
+    return FrameDecodeError(f"{BAD_FRAME}: camera {camera!r} frame {t} of {episode.num_frames}: {problem}",
                             episode.episode_id)
 
 

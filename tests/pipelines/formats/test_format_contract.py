@@ -169,6 +169,16 @@ def test_reading_the_first_episode_twice_gives_equal_arrays(dataset):
             np.testing.assert_array_equal(_arrays(other)[name], values, err_msg=name)
 
 
+def test_every_format_strips_the_cards_instruction_tags(dataset):
+    """A scene tag the corpus appends ("... cardboardfence") is declared in the card and stripped by every reader."""
+    card, location = dataset
+    (plain,) = open_reader(card, location).read(0, 1)
+    *words, tag = plain.instruction.split()
+    tagged = card.model_copy(update={"instruction_tags": [tag.upper()]})  # case does not matter
+    (stripped,) = open_reader(tagged, location).read(0, 1)
+    assert stripped.instruction == " ".join(words) != plain.instruction
+
+
 def test_unknown_format_raises_unknown_name_error_listing_the_registered_formats():
     base = load_source_card("libero")
     card = SourceCard(**{**base.model_dump(), "format": "no-such-format"})
