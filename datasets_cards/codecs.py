@@ -58,3 +58,20 @@ def sha256_file(path: str, fs=None) -> str:
         for block in iter(lambda: f.read(CHECKSUM_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """Boolean H×W mask → COCO RLE {"size": [h, w], "counts": str} (pycocotools' compressed counts)."""
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """COCO RLE {"size": [h, w], "counts": str | bytes} → boolean H×W mask."""
+    from pycocotools import mask as coco_mask
+
+    counts = rle["counts"]
+    encoded = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return coco_mask.decode(encoded).astype(bool)
