@@ -44,19 +44,16 @@ from annotators.gaze import (
     gripper_to_holding,
     runs,
 )
-from annotators.phrases import (
-    PhraseExtractor,
-    TargetPhrases,
-    make_phrase_extractor,
-    to_detector_prompt,
-)
+from annotators.phrases import PhraseExtractor, TargetPhrases, to_detector_prompt
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
 from pipelines.base import Pipeline, checked_frames, register_pipeline
-from pipelines.gaze.montage import TILES_DIR, row_to_tile_png, write_montage
+from pipelines.gaze.montage import row_to_tile_png
 from pipelines.io import write_bytes_atomic
+from pipelines.io.montage import TILES_DIR, write_montage
+from pipelines.phrases import run_phrase_extractor
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
 DEFAULT_MONTAGE_ROWS = 8
@@ -69,7 +66,8 @@ class GazePipeline(Pipeline):
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None):
         super().__init__(source, options)
         self.params = with_overrides(source.params.gaze, self.options)
-        self.extractor: PhraseExtractor = self._make_extractor()
+        self.extractor: PhraseExtractor = run_phrase_extractor(self.params.phrase_extractor, self.params.extra,
+                                                                self.options, ENV_LLM_CACHE)
         # Built here, once per worker: missing weights stop the run before any unit starts.
         self.detector = detector or make_detector(self.params.detector, self.detector_config())
         self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
@@ -84,17 +82,6 @@ class GazePipeline(Pipeline):
             box_threshold=p.box_threshold, text_threshold=p.text_threshold,
             max_detections=p.max_detections, batch_size=p.batch_size,
         )
-
-    def _make_extractor(self) -> PhraseExtractor:
-        if self.params.phrase_extractor != "llm":
-            return make_phrase_extractor(self.params.phrase_extractor)
-        settings = dict(self.params.extra.get("llm", {}), **dict(self.options.get("llm") or {}))
-        cache_path = self.options.get("llm_cache") or os.environ.get(ENV_LLM_CACHE)
-        if cache_path:
-            import fsspec
-
-            settings["cache"] = fsspec.get_mapper(str(cache_path), create=True)
-        return make_phrase_extractor("llm", **settings)
 
     def cameras(self, episode: Episode) -> list[str]:
         wanted = self.params.cameras or self.source.cameras_with_view("exterior") or episode.cameras
