@@ -37,3 +37,27 @@ def resolve_weights(model: str, family: str) -> Path:
             f"then copy the cache (or the downloaded folder) here and pass its path as the model "
             f"(--option model=/path/to/folder)."
         ) from e
+
+
+def require_weights(models: dict[str, str]) -> None:
+    """Check every {family: model} a pipeline needs before any loads: one MissingWeightsError naming all that are
+    missing and the commands that fetch them (a user fixes them at once, not one per run)."""
+    missing = {}
+    for family, model in models.items():
+        try:
+            resolve_weights(model, family)
+        except MissingWeightsError as e:
+            missing[family] = (model, e)
+    if not missing:
+        return
+    if len(missing) == 1:
+        raise next(iter(missing.values()))[1]
+    from huggingface_hub import constants
+
+    lines = [f"  {family}: {model!r}" for family, (model, _) in missing.items()]
+    fetch = [f"    {fetch_command(model)}" for model, _ in missing.values()]
+    raise MissingWeightsError(
+        "model weights not found (looked for local folders and in the Hugging Face cache "
+        f"{constants.HF_HUB_CACHE!r}; nothing is downloaded at run time):\n" + "\n".join(lines)
+        + "\nOn a machine with internet run:\n" + "\n".join(fetch)
+        + "\nthen copy the cache here, or pass the folders as options (e.g. --option sam_model=/path/to/folder).")
