@@ -69,7 +69,28 @@ class StubDetector:
 DETECTORS.add("stub", StubDetector)
 
 
+class CentreBoxDetector:
+    """One box over the central `fraction` of every image, confidence 1: a model-free backend that always
+    answers, for offline dry runs of a whole flow (the pipeline contract) where `stub` would find nothing."""
+
+    def __init__(self, config: DetectorConfig | None = None, fraction: float = 0.5):
+        self.config = config or DetectorConfig()
+        self.fraction = fraction
+
+    def detect(self, images: Sequence[np.ndarray], phrases: Sequence[str]) -> list[Detections]:
+        out = []
+        for image, _phrase in zip(images, phrases, strict=True):
+            height, width = image.shape[:2]
+            margin = (1 - self.fraction) / 2
+            box = [margin * width, margin * height, (1 - margin) * width, (1 - margin) * height]
+            out.append(Detections(np.array([box], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64)))
+        return out
+
+
+DETECTORS.add("centre", CentreBoxDetector)
+
+
 def make_detector(backend: str, config: DetectorConfig | None = None, **options: Any) -> Detector:
-    """The detector of `backend` (transformers | ultralytics | stub) built from `config`."""
+    """The detector of `backend` (transformers | ultralytics | stub | centre) built from `config`."""
     return DETECTORS.get(backend)(config=config or DetectorConfig(), **options)
 

@@ -40,8 +40,9 @@ def mask_problem(
 ) -> str | None:
     """None when the mask is usable, else the first failed check as "code: numbers".
 
-    Checks in order: empty, small, fills the proposal, fills the image, lies outside
-    the proposal. A None `proposal_box` skips the two proposal checks.
+    Checks in order: empty, small, fills the image, fills the proposal (the share of the proposal's
+    pixels it covers: a background mask swallows the proposal whole), lies outside the proposal.
+    A None `proposal_box` skips the two proposal checks.
     """
     mask = np.asarray(mask, dtype=bool)
     area = int(mask.sum())
@@ -49,17 +50,15 @@ def mask_problem(
         return f"{EMPTY_MASK}: 0 pixels"
     if area < min_pixels:
         return f"{SMALL_MASK}: {area} pixels < {min_pixels}"
-    if proposal_box is not None:
-        proposal_area = box_area(proposal_box)
-        if area > max_of_proposal * proposal_area:
-            return (
-                f"{MASK_FILLS_PROPOSAL}: {area} pixels > {max_of_proposal:g} × proposal {proposal_area:g}"
-            )
     image_area = mask.size
     if area > max_of_image * image_area:
         return f"{MASK_FILLS_IMAGE}: {area} pixels > {max_of_image:g} × image {image_area}"
     if proposal_box is not None:
-        inside = _pixels_inside(mask, proposal_box) / area
+        proposal_area = box_area(proposal_box)
+        covered = _pixels_inside(mask, proposal_box)
+        if covered > max_of_proposal * proposal_area:
+            return f"{MASK_FILLS_PROPOSAL}: covers {covered} of the proposal's {proposal_area:g} pixels > {max_of_proposal:g}"
+        inside = covered / area
         if inside < min_inside_proposal:
             return f"{MASK_OUTSIDE_PROPOSAL}: {inside:.3f} of pixels inside proposal < {min_inside_proposal:g}"
     return None

@@ -60,3 +60,11 @@ def test_ultralytics_backend_keeps_the_boxes_of_the_phrase_class():
 
     out = UltralyticsDetector(model=FakeYolo()).detect([np.zeros((8, 8, 3), np.uint8)] * 2, ["block.", "lid."])
     assert out[0].xyxy.tolist() == [[1, 1, 8, 8]] and len(out[1]) == 0
+
+
+def test_centre_backend_answers_the_central_box_of_every_image():
+    centre = make_detector("centre")
+    out = centre.detect([np.zeros((40, 80, 3), np.uint8), np.zeros((10, 10, 3), np.uint8)], ["cup.", "lid."])
+    np.testing.assert_allclose(out[0].xyxy, [[20, 10, 60, 30]])
+    np.testing.assert_allclose(out[1].xyxy, [[2.5, 2.5, 7.5, 7.5]])
+    assert [float(d.confidence[0]) for d in out] == [1.0, 1.0]

@@ -22,7 +22,9 @@ def test_good_mask_passes():
     [
         (np.zeros((100, 100), dtype=bool), PROPOSAL, "empty_mask"),
         (_mask(slice(30, 33), slice(30, 34)), PROPOSAL, "small_mask"),  # 12 px
-        (_mask(slice(20, 60), slice(20, 60)), PROPOSAL, "mask_fills_proposal"),  # 1600 > 0.9 × 1600
+        (_mask(slice(20, 60), slice(20, 60)), PROPOSAL, "mask_fills_proposal"),  # covers 1600 > 0.9 × 1600
+        # a mask spilling past the proposal still fills it when it covers it: what matters is the share covered
+        (_mask(slice(15, 65), slice(15, 65)), PROPOSAL, "mask_fills_proposal"),
         (_mask(slice(0, 80), slice(0, 80)), np.array([0, 0, 100, 100]), "mask_fills_image"),  # 6400 > 5000
         (_mask(slice(30, 50), slice(50, 70)), PROPOSAL, "mask_outside_proposal"),  # half inside
     ],
@@ -49,6 +51,12 @@ def test_inside_fraction_uses_pixel_centres_and_exclusive_edges():
     cut = np.array([20, 20, 59.4, 60], dtype=np.float32)  # column 59 is now outside: 19/20 inside
     reason = mask_problem(mask, cut, **{**LIMITS, "min_inside_proposal": 1.0})
     assert rejection_code(reason) == "mask_outside_proposal" and "0.950" in reason
+
+
+def test_a_mask_larger_than_the_proposal_that_covers_little_of_it_is_outside_not_filling():
+    # 2500 px (more than the proposal's 1600) overlapping a corner of it: 400 covered, 0.16 inside
+    reason = mask_problem(_mask(slice(0, 50), slice(50, 100)), np.array([20, 30, 60, 60]), **LIMITS)
+    assert rejection_code(reason) == "mask_outside_proposal"
 
 
 def test_no_proposal_skips_proposal_checks():
