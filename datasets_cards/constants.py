@@ -16,6 +16,7 @@ MANIFEST_FILE = "manifest.json"
 QUARANTINE_FILE = "quarantine.parquet"
 QUARANTINE_STAGING_DIR = "_quarantine"  # one file per work unit, merged at the end
 EPISODE_IDS_FILE = "_staging/episode_ids.json"  # the run's episode ids, scanned once (a resume reuses them)
+STAGE_PART = "_staging/{stage}/unit-{index:05d}.parquet"  # a run-level stage's part collected by one unit
 CARD_FILE = "card.md"
 REVIEW_DIR = "review"
 PREFECT_HOME_DIR = ".prefect"

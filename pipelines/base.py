@@ -4,6 +4,10 @@ A pipeline turns one canonical Episode into rows of its output card. It holds
 its models (built once per worker process by the flow, then reused for every
 unit). Its side effects are named phases that the flow runs:
 
+- `stages` (per run, before the units: work that needs every episode at once, e.g. pixel's
+  gripper track over the first-close frames of the whole corpus; each a parallel per-unit
+  `collect` whose parts the flow stages, then one retried `reduce` over the parts in order);
+- `load_stages` (per unit, before its episodes: read what the stages staged);
 - `annotate` / `annotate_many` (per episode, pure: rows or an EpisodeError);
 - `episode_artifacts` (per episode, inside the unit, while the frames are in
   memory: plots, review clips, staged videos);
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from datasets_cards import (
     CardError,
@@ -70,6 +75,24 @@ class Step:
     on_failure: Callable[[str, Manifest, Exception], Any] | None = None
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Run-level work before the units, for what one episode alone cannot give (a pass over the whole corpus).
+
+    `collect(episodes)` runs once per work unit, in parallel, on the unit's readable episodes (what the
+    reader quarantined never reaches it) and returns the rows of the unit's part, which the flow writes
+    atomically to `OUT/_staging/<name>/unit-NNNNN.parquet` (a unit whose part exists is not collected
+    again). `reduce(out_dir, parts)` then runs once, as a retried task, over the parts' paths in dataset
+    order; it must be resumable (a killed pass picks up its own checkpoints) and returns what the
+    manifest's `stats[name]` records.
+    """
+
+    name: str
+    collect: Callable[[Iterable[Episode]], list[dict[str, Any]]]
+    reduce: Callable[[str, list[str]], dict[str, Any]]
+    schema: pa.Schema  # of the collected parts (an empty part keeps its columns)
+
+
 class Pipeline(ABC):
     """Annotate episodes of one source into rows of one output card."""
 
@@ -97,6 +120,13 @@ class Pipeline(ABC):
             "options": self.options,
             "output_card_version": self.output.version,
         }
+
+    def stages(self) -> list[Stage]:
+        """Run-level stages before the units (see Stage), in order; most pipelines have none."""
+        return []
+
+    def load_stages(self, out_dir: str) -> None:
+        """Before a unit's episodes: load what `stages` staged under `out_dir` (once per worker; thread-safe)."""
 
     @abstractmethod
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:

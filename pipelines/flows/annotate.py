@@ -6,6 +6,8 @@ Phases:
 1. plan     list the source's episodes and cut them into work units (index ranges);
 2. skip     drop units the manifest already records as complete and whose shard still verifies
             (size, sha256): a missing or damaged shard's unit is redone (resume);
+2b. stages the pipeline's run-level stages, if any: one retried `collect` task per unit whose part is
+            not staged yet, then one retried `reduce` task over all parts in dataset order;
 3. annotate one retried task per unit: read → annotate → stream rows into one shard
             (written atomically) and write the files that need frames, episode by episode;
 4. record   append each finished shard to the manifest as it completes;
@@ -51,6 +53,7 @@ from datasets_cards.constants import (
     QUARANTINE_STAGING_DIR,
     SHARD_PATTERN,
     SHARDS_DIR,
+    STAGE_PART,
     output_dir,
 )
 from datasets_cards.episode import GRIPPER_CLIPPED
@@ -63,7 +66,7 @@ from datasets_cards.manifest import (
     config_hash,
     now,
 )
-from pipelines.base import Pipeline, merge_stats, worker_pipeline
+from pipelines.base import Pipeline, Stage, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
     check_card_secrets,
@@ -192,6 +195,7 @@ def annotate_unit(
     """Read a unit's episodes, annotate them, write one shard and the unit's quarantine part."""
     started = time.perf_counter()
     pipe = worker_pipeline(pipeline, card, options)
+    pipe.load_stages(out)
     reader = open_reader(card, location)
     quarantined: list[Quarantined] = []
     episode_ids: list[str] = []
@@ -217,6 +221,61 @@ def annotate_unit(
     )
 
 
+def _stage(pipe: Pipeline, name: str) -> Stage:
+    return next(s for s in pipe.stages() if s.name == name)
+
+
+@task(name="stage-collect")
+def collect_unit(card: SourceCard, pipeline: str, location: str | None, options: dict[str, Any], out: str,
+                 stage: str, unit: WorkUnit) -> int:
+    """One unit's part of a run-level stage, written atomically (the reader's quarantined episodes are skipped:
+    the unit that annotates them quarantines them again, with their reason)."""
+    pipe = worker_pipeline(pipeline, card, options)
+    step = _stage(pipe, stage)
+    episodes = (e for e in open_reader(card, location).read(unit.start, unit.stop) if not isinstance(e, Quarantined))
+    rows = step.collect(episodes)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=step.schema), sink)
+    write_bytes_atomic(f"{out}/{STAGE_PART.format(stage=stage, index=unit.index)}", sink.getvalue().to_pybytes())
+    return len(rows)
+
+
+@task(name="stage-reduce")
+def reduce_stage(card: SourceCard, pipeline: str, options: dict[str, Any], out: str, stage: str,
+                 parts: list[str]) -> dict[str, Any]:
+    pipe = worker_pipeline(pipeline, card, options)
+    return _stage(pipe, stage).reduce(out, parts)
+
+
+def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit], target: str,
+                logger) -> dict[str, Any]:
+    """The pipeline's run-level stages: parts collected in parallel (those staged already are kept), then one
+    reduce per stage over every part in dataset order. A part that fails after its retries stops the run:
+    a reduce over the whole corpus cannot go on with a hole in it."""
+    fs, root = fsspec.core.url_to_fs(target)
+    results: dict[str, Any] = {}
+    for stage in pipe.stages():
+        parts = [STAGE_PART.format(stage=stage.name, index=u.index) for u in units]
+        missing = [u for u, part in zip(units, parts) if not fs.exists(f"{root}/{part}")]
+        logger.info(f"stage {stage.name}: {len(units) - len(missing)} of {len(units)} parts staged, "
+                    f"collecting {len(missing)}")
+        collect = collect_unit.with_options(name=f"{stage.name}-collect", retries=retries,
+                                            retry_delay_seconds=RETRY_DELAY_S)
+        futures = [collect.submit(*args, target, stage.name, u) for u in missing]
+        wait(futures)
+        failed = [u.key for u, f in zip(missing, futures) if f.state.is_failed()]
+        if failed:
+            error = next(f for f in futures if f.state.is_failed()).state.result(raise_on_failure=False)
+            raise RuntimeError(f"stage {stage.name}: units {', '.join(failed)} failed after {retries} retries "
+                               f"({error!r}); re-run to retry them")
+        reduce = reduce_stage.with_options(name=f"{stage.name}-reduce", retries=retries,
+                                           retry_delay_seconds=RETRY_DELAY_S)
+        card, pipeline, _location, options = args
+        results[stage.name] = reduce(card, pipeline, options, target, stage.name, [f"{target}/{p}" for p in parts])
+        logger.info(f"stage {stage.name}: {results[stage.name]}")
+    return results
+
+
 @task(name="pipeline-step")
 def run_step(card: SourceCard, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
     """One of the pipeline's steps on the saved manifest (retried by the flow; idempotent)."""
@@ -228,7 +287,8 @@ def run_step(card: SourceCard, pipeline: str, options: dict[str, Any], out: str,
 def _remove_stale_temp_files(out: str) -> None:
     """Temp files of a killed or refused run are never complete; drop them (the lease: one run per folder)."""
     fs, root = fsspec.core.url_to_fs(out)
-    folders = (root, f"{root}/{SHARDS_DIR}", f"{root}/{QUARANTINE_STAGING_DIR}", f"{root}/_staging")
+    folders = (root, f"{root}/{SHARDS_DIR}", f"{root}/{QUARANTINE_STAGING_DIR}", f"{root}/_staging",
+               f"{root}/_staging/*")
     for stale in [p for folder in folders for p in fs.glob(f"{folder}/.tmp-*")]:
         fs.rm(stale)
 
@@ -527,11 +587,12 @@ def annotate(
     # Tasks get the card itself, not its name or file: a worker elsewhere may have neither (and a card
     # file named like a built-in card must not turn into the built-in one).
     args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
+    stage_stats = _run_stages(pipe, args, retries, units, target, logger)
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
     clipped = sum(int(shard.stats.get(GRIPPER_CLIPPED, 0)) for shard in manifest.shards)
     gripper = {**gripper, "clipped_values": clipped} if gripper or clipped else gripper
-    manifest.stats = {**pipe.finalize(target, manifest), **({"gripper": gripper} if gripper else {})}
+    manifest.stats = {**pipe.finalize(target, manifest), **stage_stats, **({"gripper": gripper} if gripper else {})}
     manifest.save(target)
     steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)

@@ -24,6 +24,8 @@ from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_tr
 CONTRACT_OPTIONS = {
     "la": {"plots": 1},
     "gaze": {"detector": "stub", "montage": 1},
+    # `centre` always answers (the stub finds nothing, and pixel would quarantine every episode)
+    "pixel": {"detector": "centre", "segmenter": "stub", "montage": 1},
     # the contract card imitates egodex; its episodes are robot-shaped: the Episode's own vectors, no layout
     "future": {"encoder": "stub", "view": {"size": [32, 48]}, "batch_size": 16,
                "layout": {"width": 0, "state": "raw", "gripper": True, "state_slots": [], "action": "raw",

@@ -1,0 +1,1 @@
+"""The pixel pipeline (Pixel-160K, PixelVLA §4.2)."""
