@@ -24,6 +24,7 @@ import torch
 
 from datasets_cards import OutputCard
 from datasets_cards.codecs import decode_image
+from datasets_cards.codecs import rle_to_mask as codec_rle_to_mask
 from datasets_cards.output import parse_type
 
 
@@ -49,9 +50,7 @@ def decode_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray:
 
 def rle_to_mask(rle: dict, size: tuple[int, int]) -> np.ndarray:
     """COCO RLE {size: [h, w], counts: str} → uint8 mask resized (nearest) to `size` (H, W)."""
-    from pycocotools import mask as mask_utils
-
-    mask = mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode()})
+    mask = codec_rle_to_mask(rle).astype(np.uint8)
     if mask.shape != tuple(size):
         mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return mask.astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Tiny la and gaze output folders written without the pipelines: Parquet shards that
+"""Tiny la, gaze and pixel output folders written without the pipelines: Parquet shards that
 follow the output cards' Arrow schemas, and a manifest with correct sha256."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets_cards import load_output_card
+from datasets_cards.codecs import mask_to_rle
 from datasets_cards.constants import SHARD_PATTERN, SHARDS_DIR
 from datasets_cards.manifest import Manifest, ShardRecord
 
@@ -121,3 +122,58 @@ def make_la_folder(root: Path, **kwargs: Any) -> Manifest:
 
 def make_gaze_folder(root: Path, **kwargs: Any) -> Manifest:
     return write_output_folder(root, "gaze", gaze_rows(**kwargs), rows_per_shard=16, row_group_rows=8, source="bridge")
+
+
+def pixel_rows(episodes: int = 6, frames: int = 10, width: int = 64, height: int = 48, seed: int = 0,
+               cameras: tuple[str, ...] = ("image_0",), lost_every: int = 4) -> list[dict[str, Any]]:
+    """Every frame of every episode (pixel card 2.x): a coloured square, the target, on noise; the gripper (state
+    x, y in pixels / 100) moves to it in a straight line and closes at G, the action is the next step's motion.
+    Frames with (t + e) % lost_every == lost_every − 1 (from G + 1 on) have the object lost: mask, box and box
+    prompt null, no points, no lines."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    side = 12
+    for e in range(episodes):
+        colour = rng.integers(80, 255, size=3)
+        x0, y0 = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+        target = np.array([x0 + side / 2, y0 + side / 2], np.float32)
+        start = np.array([rng.uniform(0, width), rng.uniform(0, height)], np.float32)
+        first_close = frames // 2
+        path = [start + (target - start) * min(1.0, t / first_close) for t in range(frames + 1)]
+        for camera in cameras:
+            for t in range(frames):
+                image = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+                image[y0 : y0 + side, x0 : x0 + side] = colour
+                closed = float(t >= first_close)
+                lost = t > first_close and (t + e) % lost_every == lost_every - 1
+                mask = np.zeros((height, width), np.uint8)
+                mask[y0 : y0 + side, x0 : x0 + side] = 1
+                n_points, n_lines = int(rng.integers(2, 9)), int(rng.integers(1, 4))
+                points = np.c_[rng.uniform(x0, x0 + side, n_points), rng.uniform(y0, y0 + side, n_points)]
+                ys = rng.uniform(y0, y0 + side, n_lines)
+                lines = np.c_[np.full(n_lines, x0 + 1.0), ys, np.full(n_lines, x0 + side - 2.0), ys]
+                box = [float(x0), float(y0), float(x0 + side - 1), float(y0 + side - 1)]
+                motion = (path[t + 1] - path[t]) / 10.0
+                rows.append({
+                    "episode_id": f"ep{e:03d}", "source": "bridge", "camera": camera, "frame_index": t,
+                    "first_close_frame": first_close, "instruction": "pick up the block", "target_noun": "block",
+                    "image": _jpeg(image), "width": width, "height": height,
+                    "state": [*(path[t] / 100.0).tolist(), 0.1, 0.0, 0.0, 0.0, 0.0], "gripper": closed,
+                    "action": [*motion.tolist(), 0.0, 0.0, 0.0, 0.0, float(t + 1 >= first_close)],
+                    "proposal_box": [max(0.0, x0 - 6.0), max(0.0, y0 - 6.0), min(width - 1.0, x0 + side + 6.0),
+                                     min(height - 1.0, y0 + side + 6.0)],
+                    "gripper_mask": mask_to_rle(mask) if t == first_close else None,
+                    "box": None if lost else box, "mask": None if lost else mask_to_rle(mask),
+                    "points": [] if lost else points.astype(np.float32).tolist(),
+                    "lines": [] if lost else lines.astype(np.float32).tolist(),
+                    "box_prompt": None if lost else box,
+                    "detector_score": 0.8 if t == first_close else None, "mask_score": 0.1 if lost else 0.9,
+                    "flags": ["first_close"] if t == first_close else (["propagated", "object_lost"] if lost
+                                                                        else ["propagated"]),
+                })
+    return rows
+
+
+def make_pixel_folder(root: Path, **kwargs: Any) -> Manifest:
+    return write_output_folder(root, "pixel", pixel_rows(**kwargs), rows_per_shard=20, row_group_rows=10,
+                               source="bridge")
