@@ -50,7 +50,7 @@ def first_close_predictions(schema: str) -> dict[str, int | None]:
     return {r["episode_id"]: r["first_close_frame"] for r in rows}
 
 
-def _truth_at_g(schema: str) -> list[dict[str, Any]]:
+def truth_at_g(schema: str) -> list[dict[str, Any]]:
     """Ground-truth gripper and target masks of each closing episode's camera view at its true G."""
     gt = load_ground_truth(schema)
     camera = pixel_camera(load_source_card(f"sample-{schema}"), load_source_card(f"sample-{schema}").params.pixel)
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for schema in SCHEMAS:
         gt = load_ground_truth(schema)
         truth_g = {e: gt.episode(e).first_close_frame for e in gt.episode_ids}
-        truth = _truth_at_g(schema)
+        truth = truth_at_g(schema)
         results[schema] = {
             "first_close": first_close_match_rate(first_close_predictions(schema), truth_g),
             "episodes": len(truth_g), "closing": len(truth),

@@ -39,8 +39,8 @@ def row_tile(row: dict) -> np.ndarray:
         cv2.line(image, tuple(_scaled((a, b), scale)), tuple(_scaled((c, d), scale)), LINE, 1, cv2.LINE_AA)
     for x, y in row["points"]:
         centre = tuple(_scaled((x, y), scale))
-        cv2.circle(image, centre, 3, (0, 0, 0), -1)
-        cv2.circle(image, centre, 2, POINT, -1)
+        cv2.circle(image, centre, 2, (0, 0, 0), -1)
+        cv2.circle(image, centre, 1, POINT, -1)
     band = np.full((34, image.shape[1], 3), 255, np.uint8)
     lines = (f"{row['target_noun']}  (score {row['detector_score']:.2f})", f"{row['episode_id']}  G={row['frame_index']}")
     for i, text in enumerate(lines):
