@@ -93,7 +93,7 @@ class OracleDetector:
         candidates = [(e, t, frame) for e in self.truth.nouns.get(phrase.rstrip("."), [])
                       for t, frame in enumerate(self.truth.images[e])]
         for episode, t, frame in candidates:  # where this crop was cut from
-            best, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(frame, crop, cv2.TM_SQDIFF))
+            _, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(frame, crop, cv2.TM_SQDIFF))
             h, w = crop.shape[:2]
             if np.array_equal(frame[y:y + h, x:x + w], crop):
                 target = self.truth.masks[(episode, t, "target")]

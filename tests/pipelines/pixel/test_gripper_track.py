@@ -13,15 +13,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from annotators.segmentation import SegmenterConfig  # noqa: E402
-from annotators.segmentation.video import StreamingTracker  # noqa: E402
-from datasets_cards import load_source_card  # noqa: E402
-from datasets_cards.codecs import encode_jpeg  # noqa: E402
-from datasets_cards.params import with_overrides  # noqa: E402
-from pipelines.pixel import gripper_track  # noqa: E402
-from pipelines.pixel.first_close import FIRST_CLOSE_SCHEMA  # noqa: E402
-from pipelines.pixel.gripper_track import CHECKPOINT_FILE, TRACK_FILE, GripperTrackPass  # noqa: E402
-from tests.pipelines.pixel.pixel_episodes import GRIPPER_BOX, detector  # noqa: E402
+from annotators.segmentation import SegmenterConfig
+from annotators.segmentation.video import StreamingTracker
+from datasets_cards import load_source_card
+from datasets_cards.codecs import encode_jpeg
+from datasets_cards.params import with_overrides
+from pipelines.pixel import gripper_track
+from pipelines.pixel.first_close import FIRST_CLOSE_SCHEMA
+from pipelines.pixel.gripper_track import CHECKPOINT_FILE, TRACK_FILE, GripperTrackPass
+from tests.pipelines.pixel.pixel_episodes import GRIPPER_BOX, detector
 
 FRAMES = 11
 
@@ -30,7 +30,7 @@ def parts(folder) -> list[str]:
     """Two stage-1 parts of first-close frames: a dark square that drifts, and one episode without a frame."""
     rng = np.random.default_rng(1)
     paths = []
-    for index, episodes in enumerate((range(0, 6), range(6, FRAMES))):
+    for index, episodes in enumerate((range(6), range(6, FRAMES))):
         rows = []
         for e in episodes:
             image = (120 + rng.integers(-20, 20, (64, 80, 3))).astype(np.uint8)

@@ -7,15 +7,15 @@ import pytest
 
 pytest.importorskip("tensorflow_datasets")
 
-from benchmarks.fidelity import first_close_match_rate  # noqa: E402
-from benchmarks.pixel_fidelity import (  # noqa: E402
-    truth_at_g,
+from benchmarks.fidelity import first_close_match_rate
+from benchmarks.pixel_fidelity import (
     first_close_predictions,
     prompts_inside,
     proposal_containment,
+    truth_at_g,
 )
-from datasets_cards import load_source_card  # noqa: E402
-from pipelines.sample.ground_truth import load_ground_truth  # noqa: E402
+from datasets_cards import load_source_card
+from pipelines.sample.ground_truth import load_ground_truth
 
 SCHEMAS = ("fractal", "bridge")
 

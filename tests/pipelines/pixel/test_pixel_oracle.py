@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("tensorflow_datasets")
 
-from benchmarks.pixel_oracle import ORACLE, oracle_backends, score  # noqa: E402
-from pipelines.flows.annotate import annotate  # noqa: E402
+from benchmarks.pixel_oracle import ORACLE, oracle_backends, score
+from pipelines.flows.annotate import annotate
 
 
 @pytest.mark.parametrize("schema", ["fractal", "bridge"])

@@ -13,9 +13,9 @@ from datasets_cards.codecs import rle_to_mask
 from pipelines.pixel.pipeline import PixelPipeline
 from tests.pipelines.pixel.pixel_episodes import (
     CLOSE_AT,
-    H,
     OBJECT_BOX,
     PROPOSAL,
+    H,
     T,
     W,
     detector,
@@ -91,7 +91,7 @@ def test_a_mask_failing_a_filter_quarantines_its_episode_with_the_reason(kind, r
 def test_bad_episodes_get_their_reasons_and_the_others_their_rows(tmp_path):
     episodes = [episode("good"), episode("open", closes=False), episode("blank", blank_at=CLOSE_AT),
                 episode("vague", instruction="do it"), episode("good2")]
-    results = dict((e.episode_id, r) for e, r in annotate(pipeline(batch_size=2), episodes, tmp_path))
+    results = {e.episode_id: r for e, r in annotate(pipeline(batch_size=2), episodes, tmp_path)}
     assert len(results["good"]) == len(results["good2"]) == T
     assert results["open"].reason.startswith("no_close:")
     assert results["blank"].reason.startswith("blank_frame:")
