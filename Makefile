@@ -78,13 +78,15 @@ worker: install  ## start a process worker for the robot-annotate pool
 sample-data: install  ## regenerate the embedded simulated sample (pybullet)
 	$(PY) -m pipelines.sample.generator --out pipelines/sample/data --episodes 12 --seed 0
 
-bench: install  ## reader throughput, la fidelity, VLM prompt tokens, target-phrase accuracy, future encoder speed (CPU smoke)
+bench: install  ## reader throughput, la fidelity, VLM prompt tokens, target-phrase accuracy, future encoder speed (CPU smoke), pixel fidelity and memory
 	$(PY) -m benchmarks.readers
 	$(PY) -m benchmarks.la_fidelity
 	$(PY) -m benchmarks.la_fidelity --source resting
 	$(PY) -m benchmarks.vlm_tokens
 	$(PY) -m benchmarks.phrase_accuracy
 	$(PY) -m benchmarks.future_speed --smoke
+	$(PY) -m benchmarks.pixel_fidelity
+	$(PY) -m benchmarks.pixel_memory --frames 100 1000 10000
 
 train: install  ## train a reference recipe: make train RECIPE=la DATA=outputs/la/sample-droid
 	$(PY) -m trainer --recipe $(RECIPE) --data $(DATA) --steps $(STEPS) --out $(OUT)/checkpoints/$(RECIPE)
