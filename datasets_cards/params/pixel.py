@@ -27,7 +27,7 @@ class PixelParams(Params):
     reseed_area_ratio: float = 4.0  # mask area growing or shrinking by more than this between frames = lost
     track_checkpoint_every: int = 256  # frames between checkpoints of the tracking pass (bounded state)
     # Cross-check with the end effector projected into the image (fit per camera setup, RANSAC).
-    projection_min_episodes: int = 8  # fewer first-close frames than this: no projection, no cross-check
+    projection_min_episodes: int = 20  # fewer confident masks than this: no projection (a 3×4 camera has 11 unknowns)
     projection_tolerance: float = 0.12  # fraction of the image diagonal a mask centroid may sit off the projection
     # Region proposal: the gripper mask's tightest box scaled about its centre by `proposal_scale`
     # (a scale, not pixels: the gripper and the object it closes on shrink alike with distance).

@@ -68,6 +68,7 @@ TRACK_SCHEMA = pa.schema([
     ("proposal_box", pa.list_(pa.float32(), 4)), ("flags", pa.list_(pa.string())),
 ])
 
+RANSAC_TOLERANCE_DIVISOR = 4  # RANSAC inliers: within projection_tolerance / 4 (see _fit)
 RESEEDED = "gripper_reseeded"
 OFF_PROJECTION = "gripper_off_projection"
 FROM_PROJECTION = "gripper_from_projection"
@@ -238,13 +239,17 @@ class GripperTrackPass:
         return pa.concat_tables(tables) if tables else CHUNK_SCHEMA.empty_table()
 
     def _fit(self, samples: list[dict[str, Any]]) -> Projection | None:
-        """End effector → mask centroid, fitted with RANSAC on the confident masks (None: too few, or no fit)."""
-        rows = [r for r in samples if r["ee_xyz"] is not None and r["centroid"] is not None and r["score"] >= self.params.reseed_min_score]
+        """End effector → mask centroid, fitted with RANSAC on the confident masks (None: too few, or no fit).
+
+        RANSAC's inliers are held to a quarter of the flagging tolerance: a 3×4 camera has 11 degrees of
+        freedom, and with the loose tolerance a few outliers bend the fit towards themselves."""
+        rows = [r for r in samples if r["ee_xyz"] is not None and r["centroid"] is not None
+                and r["score"] >= self.params.reseed_min_score]
         if len(rows) < self.params.projection_min_episodes:
             return None
         diagonal = float(np.median([np.hypot(r["width"], r["height"]) for r in rows]))
         return fit_projection(np.array([r["ee_xyz"] for r in rows]), np.array([r["centroid"] for r in rows]),
-                              tolerance_px=self.params.projection_tolerance * diagonal)
+                              tolerance_px=self.params.projection_tolerance * diagonal / RANSAC_TOLERANCE_DIVISOR)
 
     def _finish(self, out_dir: str, chunks: list[str]) -> dict[str, Any]:
         rows = self._read(chunks).to_pylist()

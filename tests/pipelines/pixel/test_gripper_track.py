@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from annotators.segmentation import SegmenterConfig
+from annotators.detection import Detections, StubDetector
+from annotators.segmentation import MaskResult, SegmenterConfig
 from annotators.segmentation.video import StreamingTracker
 from datasets_cards import load_source_card
 from datasets_cards.codecs import encode_jpeg
@@ -88,3 +89,65 @@ def test_a_lost_track_is_reseeded_by_the_detector(tmp_path, tiny_sam2_path):
     x0, y0, x1, y1 = GRIPPER_BOX
     assert all(r["proposal_box"] is not None for r in rows if r["gripper_mask"] is not None)
     assert x1 - x0 > 0 and y1 - y0 > 0
+
+
+class LosingTracker:
+    """Seeds fill their box; every step is lost (an empty mask), so every frame is seeded again."""
+
+    def seed(self, frame, box=None, mask=None):
+        from annotators.segmentation.base import box_mask
+
+        return MaskResult(box_mask(frame.shape[:2], box), 1.0)
+
+    def step(self, frame):
+        return MaskResult(np.zeros(frame.shape[:2], bool), 0.0)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def camera_parts(folder, positions, outlier: int) -> list[str]:
+    """First-close frames of a gripper whose image position is the pinhole projection of its xyz (one outlier)."""
+    rows = []
+    for e, (xyz, (u, v)) in enumerate(positions):
+        image = np.full((120, 160, 3), 128, np.uint8)
+        rows.append({"episode_id": f"ep{e}", "first_close_frame": 2, "image": encode_jpeg(image),
+                     "ee_xyz": list(xyz), "reason": None, "_uv": (u, v)})
+    path = folder / "unit-00000.parquet"
+    table = [{k: r[k] for k in FIRST_CLOSE_SCHEMA.names} for r in rows]
+    pq.write_table(pa.Table.from_pylist(table, schema=FIRST_CLOSE_SCHEMA), path)
+    return [str(path)]
+
+
+def test_the_end_effector_projection_reseeds_where_the_detector_fails_and_flags_masks_off_it(tmp_path):
+    rng = np.random.default_rng(0)
+    K = np.array([[150.0, 0, 80], [0, 150, 60], [0, 0, 1]])
+    xyz = rng.uniform([-0.3, -0.2, 1.0], [0.3, 0.2, 2.0], (24, 3))
+    uv = (xyz @ K.T)[:, :2] / xyz[:, 2:]
+    outlier, blind_from = 5, 16  # the detector puts episode 5's gripper elsewhere, and is blind from episode 16 on
+    frames_seen = iter(range(10**6))
+
+    def answer(_i, phrase):
+        e = next(frames_seen)
+        if e >= blind_from:
+            return Detections.empty()
+        u, v = (20.0, 100.0) if e == outlier else uv[e]
+        return Detections(np.array([[u - 6, v - 6, u + 6, v + 6]], np.float32), [0.9], [0])
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    params = with_overrides(load_source_card("fractal").params.pixel,
+                            {"track_checkpoint_every": 4, "projection_min_episodes": 12})
+    summary = GripperTrackPass(LosingTracker(), StubDetector(answer), params).run(
+        str(tmp_path / "out"), camera_parts(folder, list(zip(xyz, uv)), outlier))
+    rows = pq.read_table(tmp_path / "out" / TRACK_FILE).to_pylist()
+    assert summary["seeded_by_detector"] == blind_from and summary["seeded_by_projection"] == 24 - blind_from
+    for e in range(blind_from, 24):  # seeded around the projected end effector, where the gripper is
+        assert "gripper_from_projection" in rows[e]["flags"]
+        x0, y0, x1, y1 = rows[e]["proposal_box"]
+        assert x0 <= uv[e][0] <= x1 and y0 <= uv[e][1] <= y1
+    assert [e for e, r in enumerate(rows) if "gripper_off_projection" in r["flags"]] == [outlier]
+    assert summary["projection"]["off_projection"] == 1
