@@ -189,6 +189,9 @@ def checked_frames(episode: Episode, camera: str, map_fn: Callable = map) -> np.
             frames = seq.load()
         except EpisodeError as e:
             raise FrameDecodeError(f"{BAD_FRAME}: camera {camera!r}: {e.reason}", episode.episode_id) from e
+        if len(frames) != len(seq):  # a video shorter than its episode: every per-frame index after it would fail
+            raise FrameDecodeError(f"{BAD_FRAME}: camera {camera!r} gave {len(frames)} frames for an episode of "
+                                   f"{len(seq)}", episode.episode_id)
         return frames
     encoded = seq.encoded
 

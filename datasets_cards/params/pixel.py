@@ -69,6 +69,13 @@ class PixelParams(Params):
             raise ValueError(f"{info.field_name} must be ≥ 1, got {v}")
         return v
 
+    @field_validator("close_rise")
+    @classmethod
+    def _positive(cls, v: float, info) -> float:
+        if v <= 0:
+            raise ValueError(f"{info.field_name} must be > 0 (every frame would be a close), got {v}")
+        return v
+
     @field_validator("proposal_scale", "reseed_area_ratio")
     @classmethod
     def _at_least_one(cls, v: float, info) -> float:

@@ -85,6 +85,7 @@ from pipelines.version import code_version
 DEFAULT_EPISODES_PER_SHARD = 8
 DEFAULT_RETRIES = 2  # units and steps are idempotent: a transient failure (I/O, a dropped worker) is retried
 RETRY_DELAY_S = 2.0
+STAGE_STAMP = "config_hash"  # in each stage's folder: the config that staged it
 
 
 class ConfigMismatchError(RuntimeError):
@@ -247,14 +248,24 @@ def reduce_stage(card: SourceCard, pipeline: str, options: dict[str, Any], out: 
     return _stage(pipe, stage).reduce(out, parts)
 
 
-def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit], target: str,
+def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit], target: str, digest: str,
                 logger) -> dict[str, Any]:
     """The pipeline's run-level stages: parts collected in parallel (those staged already are kept), then one
     reduce per stage over every part in dataset order. A part that fails after its retries stops the run:
-    a reduce over the whole corpus cannot go on with a hole in it."""
+    a reduce over the whole corpus cannot go on with a hole in it.
+
+    A stage's folder is stamped with the config hash: what another config staged there (a manifest that was
+    lost or rebuilt leaves its stages behind) is removed, never reused."""
     fs, root = fsspec.core.url_to_fs(target)
     results: dict[str, Any] = {}
     for stage in pipe.stages():
+        folder = STAGE_PART.format(stage=stage.name, index=0).rsplit("/", 1)[0]
+        stamp = f"{root}/{folder}/{STAGE_STAMP}"
+        if fs.exists(f"{root}/{folder}") and (not fs.exists(stamp) or fs.cat_file(stamp).decode() != digest):
+            logger.warning(f"{target}/{folder} was staged by another configuration: removed, staged again")
+            fs.rm(f"{root}/{folder}", recursive=True)
+        if not fs.exists(stamp):
+            write_text_atomic(f"{target}/{folder}/{STAGE_STAMP}", digest)
         parts = [STAGE_PART.format(stage=stage.name, index=u.index) for u in units]
         missing = [u for u, part in zip(units, parts) if not fs.exists(f"{root}/{part}")]
         logger.info(f"stage {stage.name}: {len(units) - len(missing)} of {len(units)} parts staged, "
@@ -587,7 +598,7 @@ def annotate(
     # Tasks get the card itself, not its name or file: a worker elsewhere may have neither (and a card
     # file named like a built-in card must not turn into the built-in one).
     args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
-    stage_stats = _run_stages(pipe, args, retries, units, target, logger)
+    stage_stats = _run_stages(pipe, args, retries, units, target, manifest.config_hash, logger)
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
     manifest.quarantined = merge_quarantine(target, failures)
     clipped = sum(int(shard.stats.get(GRIPPER_CLIPPED, 0)) for shard in manifest.shards)

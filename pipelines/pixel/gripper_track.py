@@ -189,7 +189,7 @@ class GripperTrackPass:
                 bar.advance(task)
                 if len(rows) == self.params.track_checkpoint_every:
                     self._flush(out_dir, done - len(rows), rows, chunks)
-                    meta["sides"] = sides[-64:]
+                    meta["sides"] = list(sides)
                     self._save_checkpoint(out_dir, done, meta)
                     self.projection = self._fit(self.samples)
                     rows = []
@@ -217,8 +217,9 @@ class GripperTrackPass:
             meta["previous_area"] = float(result.mask.sum())
             box = mask_box(result.mask)
             sides.append(float(max(box[2] - box[0], box[3] - box[1])))
+            del sides[:-64]  # the checkpoint keeps these 64: a resumed pass must see the same median
             row.update(gripper_mask=mask_to_rle(result.mask), score=float(result.score),
-                       centroid=mask_centroid(result.mask).tolist())
+                       centroid=mask_centroid(result.mask).astype(np.float32).tolist())  # as the chunk stores it
         else:
             meta["previous_area"] = 0.0
         return row

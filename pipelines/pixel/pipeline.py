@@ -72,7 +72,7 @@ from pipelines.pixel.first_close import (
     collect_first_close,
     pixel_camera,
 )
-from pipelines.pixel.gripper_track import TRACK_DIR, GripperTrackPass, read_track
+from pipelines.pixel.gripper_track import TRACK_DIR, TRACK_FILE, GripperTrackPass, read_track
 from pipelines.pixel.montage import row_to_tile_png
 
 ENV_LLM_CACHE = "PIXEL_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
@@ -125,8 +125,9 @@ class PixelPipeline(Pipeline):
         self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
         self.model_lock = threading.Lock()  # one forward pass at a time per worker (see the gaze pipeline)
         self._stage_lock = threading.Lock()
-        self._stages: dict[str, tuple[dict[str, dict], dict[str, dict]]] = {}  # out_dir → (stage-1 rows, tracks)
-        self._out_dir: str | None = None
+        # (out_dir, the track file's identity) → (stage-1 rows, tracks): a re-written track is loaded again.
+        self._stages: dict[tuple[str, str], tuple[dict[str, dict], dict[str, dict]]] = {}
+        self._current = threading.local()  # the stage this thread's unit reads (load_stages, then annotate_many)
 
     # -- run-level stage ---------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -140,25 +141,29 @@ class PixelPipeline(Pipeline):
         return [Stage(STAGE, collect, reduce, FIRST_CLOSE_SCHEMA)]
 
     def load_stages(self, out_dir: str) -> None:
+        fs, root = fsspec.core.url_to_fs(out_dir)
+        key = (out_dir, fs.ukey(f"{root}/{TRACK_FILE}"))
         with self._stage_lock:
-            if out_dir not in self._stages:
-                fs, root = fsspec.core.url_to_fs(out_dir)
+            if key not in self._stages:
                 first_close: dict[str, dict] = {}
                 for part in sorted(fs.glob(f"{root}/{TRACK_DIR}/unit-*.parquet")):  # the stage's parts (STAGE_PART)
                     with fs.open(part, "rb") as f:
                         for row in pq.read_table(f, columns=["episode_id", "first_close_frame", "reason"]).to_pylist():
                             first_close[row["episode_id"]] = row
-                self._stages[out_dir] = (first_close, read_track(out_dir))
-            self._out_dir = out_dir
+                self._stages = {k: v for k, v in self._stages.items() if k[0] != out_dir}  # an older track's
+                self._stages[key] = (first_close, read_track(out_dir))
+        self._current.stages = self._stages[key]
 
     def _episode_track(self, episode: Episode) -> tuple[int, dict[str, Any]]:
         """(G, the episode's gripper track row), or the EpisodeError that quarantines it."""
-        if self._out_dir is None:
+        stages = getattr(self._current, "stages", None)
+        if stages is None:
             raise RuntimeError("PixelPipeline.load_stages(out_dir) must run before annotate (the flow calls it)")
-        first_close, tracks = self._stages[self._out_dir]
+        first_close, tracks = stages
         stage1 = first_close.get(episode.episode_id)
         if stage1 is None:
-            raise EpisodeError("not in the gripper_track stage's parts (re-run with --overwrite)", episode.episode_id)
+            raise EpisodeError(f"not in the {STAGE} stage's parts (delete {TRACK_DIR} in the output folder and re-run)",
+                               episode.episode_id)
         if stage1["reason"]:
             raise EpisodeError(stage1["reason"], episode.episode_id)
         track = tracks.get(episode.episode_id)
@@ -316,7 +321,7 @@ class PixelPipeline(Pipeline):
             flags.update(s.get("flags", {}))
             nouns.update(s.get("nouns", {}))
             fractions.extend(s.get("mask_fraction", []))
-        discards = self._discards(out_dir)
+        discards, not_annotated = self._discards(out_dir)
         episodes = total("episodes")
         seen = episodes + sum(discards.values())
         frames = total("frames")
@@ -326,6 +331,7 @@ class PixelPipeline(Pipeline):
             "flags": {k: int(flags[k]) for k in sorted(flags)},
             "discards": {k: int(v) for k, v in discards.most_common()},
             "discard_rate": round(sum(discards.values()) / seen, 4) if seen else 0.0,
+            "not_annotated": dict(not_annotated),  # quarantined before the pipeline saw them (read) or failed units
             "mask_fraction_median": round(float(np.median(fractions)), 5) if fractions else None,
             "top_nouns": dict(nouns.most_common(10)),
             "params": self.params.model_dump(mode="json", exclude={"extra"}),
@@ -335,14 +341,16 @@ class PixelPipeline(Pipeline):
         return stats
 
     @staticmethod
-    def _discards(out_dir: str) -> Counter:
-        """Quarantined episodes by reason code ("no_box", "small_mask", ...), from quarantine.parquet."""
+    def _discards(out_dir: str) -> tuple[Counter, Counter]:
+        """(episodes this pipeline discarded, by reason code: "no_box", "small_mask", ...; the other quarantine
+        records by stage: episodes the reader could not read, failed units), from quarantine.parquet."""
         fs, root = fsspec.core.url_to_fs(out_dir)
         if not fs.exists(f"{root}/{QUARANTINE_FILE}"):
-            return Counter()
+            return Counter(), Counter()
         with fs.open(f"{root}/{QUARANTINE_FILE}", "rb") as f:
-            reasons = pq.read_table(f, columns=["reason"]).column("reason").to_pylist()
-        return Counter(rejection_code(r).split(" ")[0] for r in reasons)
+            records = pq.read_table(f, columns=["stage", "reason"]).to_pylist()
+        ours = Counter(rejection_code(r["reason"]) for r in records if r["stage"] in ("annotate", "artifacts"))
+        return ours, Counter(r["stage"] for r in records if r["stage"] not in ("annotate", "artifacts"))
 
     @property
     def montage_episodes(self) -> int:
