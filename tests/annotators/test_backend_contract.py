@@ -82,10 +82,15 @@ def _stub(request: pytest.FixtureRequest):
     return make_detector("stub", _config())
 
 
+def _centre(request: pytest.FixtureRequest):
+    return make_detector("centre", _config())
+
+
 DETECTOR_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
     "transformers": _transformers,
     "ultralytics": _ultralytics,
     "stub": _stub,
+    "centre": _centre,
 }
 
 
@@ -269,6 +274,71 @@ def test_a_one_frame_episode_is_covered_or_raises_episode_error(segmenter):
     except EpisodeError:
         return
     _assert_cover(segments, 1)
+
+
+# ---- mask segmenters and video trackers (annotators.segmentation) -------------------------------
+
+BOX = np.array([10, 8, 40, 30], np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2(tmp_path_factory) -> str:
+    pytest.importorskip("torch")
+    from tests.annotators.segmentation.tiny_sam import tiny_sam2_video
+
+    return tiny_sam2_video(tmp_path_factory.mktemp("contract-sam2"))
+
+
+def _sam_config(request: pytest.FixtureRequest, backend: str):
+    from annotators.segmentation import SegmenterConfig
+
+    model = request.getfixturevalue("tiny_sam2") if backend == "transformers" else "none"
+    return SegmenterConfig(model=model, device="cpu", batch_size=2)
+
+
+MASK_BACKENDS = ("transformers", "stub")  # each names a segmenter (SEGMENTERS) and a tracker (TRACKERS)
+
+
+def test_mask_backend_list_covers_every_registered_segmenter_and_tracker():
+    from annotators.segmentation import SEGMENTERS as MASKS, TRACKERS
+
+    assert set(MASK_BACKENDS) == set(MASKS.names()) == set(TRACKERS.names())
+
+
+@pytest.fixture(scope="module", params=MASK_BACKENDS)
+def mask_backend(request):
+    from annotators.segmentation import make_segmenter, make_tracker
+
+    config = _sam_config(request, request.param)
+    return make_segmenter(request.param, config), make_tracker(request.param, config)
+
+
+def test_segment_gives_one_full_size_boolean_mask_per_image_and_a_score(mask_backend):
+    segmenter, _ = mask_backend
+    results = segmenter.segment(_images(3), [BOX] * 3)
+    assert len(results) == 3 and segmenter.segment([], []) == []
+    for result in results:
+        assert result.mask.shape == (H, W) and result.mask.dtype == bool and np.isfinite(result.score)
+    with pytest.raises(ValueError):
+        segmenter.segment(_images(2), [BOX])
+
+
+def test_tracker_seeds_steps_round_trips_its_state_and_propagates(mask_backend):
+    import torch
+
+    _, tracker = mask_backend
+    frames = np.stack(_images(4, seed=3))
+    seeded = tracker.seed(frames[0], box=BOX)
+    stepped = [tracker.step(frame) for frame in frames[1:3]]
+    assert all(r.mask.shape == (H, W) and 0.0 <= r.score <= 1.0 for r in [seeded, *stepped])
+    state = tracker.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    after = tracker.step(frames[3])
+    tracker.load_state_dict(state)
+    again = tracker.step(frames[3])
+    assert np.array_equal(after.mask, again.mask) and after.score == pytest.approx(again.score)
+    masks, scores = tracker.propagate(frames, 1, seeded.mask)
+    assert masks.shape == (4, H, W) and scores.shape == (4,) and np.array_equal(masks[1], seeded.mask)
 
 
 # ---- task runners -------------------------------------------------------------------------------
