@@ -300,7 +300,8 @@ MASK_BACKENDS = ("transformers", "stub")  # each names a segmenter (SEGMENTERS) 
 
 
 def test_mask_backend_list_covers_every_registered_segmenter_and_tracker():
-    from annotators.segmentation import SEGMENTERS as MASKS, TRACKERS
+    from annotators.segmentation import SEGMENTERS as MASKS
+    from annotators.segmentation import TRACKERS
 
     assert set(MASK_BACKENDS) == set(MASKS.names()) == set(TRACKERS.names())
 
