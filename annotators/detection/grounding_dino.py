@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from annotators.detection.base import DETECTORS, DetectorConfig
 from annotators.detection.core import Detections
+from annotators.devices import pick_device
 from annotators.weights import resolve_weights
 
 FAMILY = "Grounding DINO"
@@ -31,12 +32,6 @@ def load_grounding_dino(model: str, device: str = "cpu") -> tuple[Any, Any]:
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     net = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True)
     return net.to(device).eval(), processor
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resized_shape(height: int, width: int, shortest_edge: int, longest_edge: int) -> tuple[int, int]:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotators.devices import pick_device
 from annotators.segmentation.base import SEGMENTERS, MaskResult, SegmenterConfig
 from annotators.weights import resolve_weights
 
@@ -42,11 +43,6 @@ SAM2_TYPES = ("sam2", "sam2_video")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def autocast_dtype(device: str, dtype: str) -> torch.dtype | None:

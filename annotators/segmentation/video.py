@@ -41,13 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotators.devices import pick_device
 from annotators.segmentation.base import TRACKERS, MaskResult, SegmenterConfig
 from annotators.segmentation.sam import (
     Pixels,
     PixelSettings,
     inference,
     model_type,
-    pick_device,
     upsample_masks,
 )
 from annotators.weights import resolve_weights

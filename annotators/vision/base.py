@@ -150,14 +150,6 @@ def make_vision_encoder(backend: str, config: VisionEncoderConfig | None = None,
     return VISION_ENCODERS.get(backend)(config=config or VisionEncoderConfig(), **options)
 
 
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def torch_dtype(config: VisionEncoderConfig, device: str):
     """The dtype weights and activations run in: the configured one on CUDA, float32 elsewhere."""
     import torch

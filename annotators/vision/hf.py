@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from annotators.devices import pick_device
 from annotators.vision.base import (
     VISION_ENCODERS,
     VisionEncoderConfig,
     VisionFeatures,
     check_images,
-    pick_device,
     pooled_grid,
     torch_dtype,
 )

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotators.devices import pick_device
 from annotators.vision.base import (
     VISION_ENCODERS,
     VisionEncoderConfig,
     VisionFeatures,
     check_images,
-    pick_device,
     pooled_grid,
     torch_dtype,
 )
