@@ -16,7 +16,8 @@ pytest.importorskip("tensorflow_datasets")
 def run_cli(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
     """The command in its own process, as typed (model loading writes progress bars to the real stderr)."""
     environment = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), **env}
-    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, env=environment,
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], check=False, capture_output=True, text=True,
+                          env=environment,
                           timeout=600)
 
 
