@@ -54,7 +54,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 @dataclass
 class TrainConfig:
-    recipe: str = "la"  # a registered recipe: la | gaze | future
+    recipe: str = "la"  # a registered recipe: la | gaze | future | pixel
     data: str = ""  # output folder OUT/<pipeline>/<source> (local or fsspec URL)
     out: str = "checkpoints"
     steps: int = 200
