@@ -1,4 +1,8 @@
-"""`python -m trainer --recipe la --data OUT/la/<source> --steps N --out CKPT_DIR [--model.dim 256 ...]`."""
+"""`python -m trainer --recipe la --data OUT/la/<source> --steps N --out CKPT_DIR [--model.dim 256 ...]`.
+
+Several GPUs (or CPU processes): `torchrun --nproc-per-node N -m trainer ...` (see trainer/train.py).
+A mixture: `--data OUT/future/droid:0.7,OUT/future/egodex:0.3` or `--data mixture.yaml` (trainer/data.py).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,10 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str = "") ->
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         kind = type(default)
-        if kind is bool:
+        if default is None:  # an optional int (num_workers): "auto" or "none" keeps the default
+            parser.add_argument(f"--{prefix}{f.name}".replace("_", "-"), dest=f"{prefix}{f.name}", default=None,
+                                type=lambda s: None if s.lower() in ("auto", "none", "") else int(s))
+        elif kind is bool:
             parser.add_argument(f"--{prefix}{f.name}", type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
         else:
             parser.add_argument(f"--{prefix}{f.name}".replace("_", "-"), dest=f"{prefix}{f.name}", type=kind, default=default)
