@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 
 from datasets_cards.manifest import (
     IncompleteOutputError,
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         result = train(cfg)
     except (CheckpointError, ShardIntegrityError, ManifestError, IncompleteOutputError) as e:
         raise SystemExit(f"error: {e}") from None  # one line naming the file, exit code 1
-    print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ many batches per epoch (trainer/data.py). Rank 0 alone prints, evaluates and wri
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -247,10 +248,12 @@ def _train(cfg: TrainConfig, out: Path, checkpoint, device: torch.device, rank: 
         if len(ranks) != world and rank > 0:  # another world size: the sample order is exact, the noise is not
             torch.manual_seed(cfg.seed + rank + 1_000_003 * it)
     loss_fn: torch.nn.Module = RecipeLoss(recipe, model)
-    if world > 1:  # copies rank 0's parameters and buffers (normalisers) to every rank
+    if world > 1:  # copies rank 0's parameters and buffers (normalisers) to every rank, once
+        constant_buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                            inspect.signature(DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False})
         loss_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False,
-                                          find_unused_parameters=getattr(recipe, "find_unused_parameters", False))
+                                          find_unused_parameters=getattr(recipe, "find_unused_parameters", False),
+                                          **constant_buffers)
     batch = to_device(batch, device)
     losses: list[float] = []
     stats = {"rank": rank, "world_size": world, "batches": {}, "samples": []}  # $TRAINER_STATS (tests)
