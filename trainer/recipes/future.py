@@ -238,7 +238,6 @@ def stack(samples: list[Sample]) -> dict[str, torch.Tensor]:
 @RECIPES.register("future")
 class FutureRecipe:
     card = "future"
-    find_unused_parameters = True  # a step before any pair is ready has no gradient (DDP must not wait for one)
     holdout_column = "episode_id"
     columns: ClassVar[list[str]] = ["episode_id", "camera", "view", "frame_index", "num_frames", "feature", "state", "state_valid",
                "actions", "action_valid"]
@@ -319,6 +318,8 @@ class FutureRecipe:
             added += self.pairs.add(to_device(next(batches)[0], device))
         samples = self.pairs.take(added, self.rng)
         if not samples:  # nothing paired yet (the first rows of episodes): a step without gradient
+            if torch.distributed.is_initialized():  # zero gradients, so DDP averages them with the other ranks'
+                return sum(p.sum() for p in model.parameters()) * 0.0
             return torch.zeros((), device=device, requires_grad=True)
         return self._loss(model, {k: v.to(device) for k, v in stack(samples).items()})
 
