@@ -1,10 +1,15 @@
-"""`python -m trainer --recipe la --data OUT/la/<source> --steps N --out CKPT_DIR [--model.dim 256 ...]`."""
+"""`python -m trainer --recipe la --data OUT/la/<source> --steps N --out CKPT_DIR [--model.dim 256 ...]`.
+
+Several GPUs (or CPU processes): `torchrun --nproc-per-node N -m trainer ...` (see trainer/train.py).
+A mixture: `--data OUT/future/droid:0.7,OUT/future/egodex:0.3` or `--data mixture.yaml` (trainer/data.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 
 from datasets_cards.manifest import (
     IncompleteOutputError,
@@ -21,7 +26,10 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str = "") ->
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         kind = type(default)
-        if kind is bool:
+        if default is None:  # an optional int (num_workers): "auto" or "none" keeps the default
+            parser.add_argument(f"--{prefix}{f.name}".replace("_", "-"), dest=f"{prefix}{f.name}", default=None,
+                                type=lambda s: None if s.lower() in ("auto", "none", "") else int(s))
+        elif kind is bool:
             parser.add_argument(f"--{prefix}{f.name}", type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
         else:
             parser.add_argument(f"--{prefix}{f.name}".replace("_", "-"), dest=f"{prefix}{f.name}", type=kind, default=default)
@@ -38,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         result = train(cfg)
     except (CheckpointError, ShardIntegrityError, ManifestError, IncompleteOutputError) as e:
         raise SystemExit(f"error: {e}") from None  # one line naming the file, exit code 1
-    print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        print(json.dumps({"final_loss": result["losses"][-1] if result["losses"] else None, "eval": result["eval"]}))
 
 
 if __name__ == "__main__":

@@ -1,25 +1,39 @@
-"""Read an output folder's shards into batches: the trainer's one input path.
+"""Read output folders' shards into batches: the trainer's one input path.
 
 Phases, in order:
 1. `ShardDataset.__init__` (main process): read manifest.json, check every shard
-   against the card (schema version major, column types, row count, sha256) and
-   list the (shard, row group) pieces. Bad data raises here, before any worker starts.
-2. `ShardDataset.__iter__` (each DataLoader worker): pieces are shuffled with a
-   (seed, epoch) permutation and dealt round-robin to the rank × worker streams, so
-   every row is read exactly once per epoch across the job; each stream runs its
-   rows through a seeded shuffle buffer and the row decoder (JPEG, RLE) in the worker.
-3. `ShardLoader`: a DataLoader with pinned memory and persistent workers that
-   yields (batch, Position) forever, epoch after epoch. A Position (epoch, batch
-   index) saved in a checkpoint resumes the stream at exactly the next batch.
+   against the card (schema version major, column types, row count, sha256), list the
+   (shard, row group) pieces and, with a holdout, read only the holdout key column to
+   know which rows of each piece this side keeps. Bad data raises here, before any worker starts.
+2. The epoch order is global: a pure function of (seed, epoch, the folder's pieces, the
+   holdout), the same whatever the world size and worker count. Pieces are permuted with
+   a (seed, epoch) RNG and grouped into windows of `window` consecutive pieces; the kept
+   rows of a window are shuffled with a seeded shuffle buffer of `buffer_size` rows (a
+   buffer as large as the window is a full permutation of it). Sample i of an epoch is a
+   (piece, row) found from the window offsets; nothing is read to know it.
+3. Global batch g (from a sample offset `start`, which resume sets) is the next
+   world_size × batch_size samples; rank r takes its contiguous batch_size slice. Rank
+   batch k is built by DataLoader worker k % num_workers (a DataLoader takes batches from
+   its workers in turn), which reads only the row groups its samples sit in (the current
+   window's tables are cached) and decodes (JPEG, RLE) only its own samples.
+   Every rank gets floor((epoch length − start) / (world_size × batch_size)) batches per
+   epoch: even by construction, never a hang on an uneven last batch; the tail of fewer
+   than world_size × batch_size samples is dropped (reshuffled into the next epoch).
+4. `ShardLoader`: a DataLoader with pinned memory and persistent workers that yields
+   (batch, Position) forever, epoch after epoch. A Position (epoch, global sample offset)
+   saved in a checkpoint resumes exactly at the next sample, on any world size, worker
+   count or batch size.
 
-Epoch and resume position reach persistent workers through shared memory
+`MixtureDataset` interleaves several folders of one output card by weight: a seeded
+sequence of source choices per epoch picks, for each global sample, the source whose own
+global order supplies the next sample, so proportions hold in expectation without reading
+whole datasets. Epoch and resume position reach persistent workers through shared memory
 values (a plain attribute set in the main process would not).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import multiprocessing
 import os
 import random
@@ -140,10 +154,6 @@ def shuffle_buffer(rows: Iterator[Row], size: int, rng: random.Random) -> Iterat
     yield from buffer
 
 
-def batches_before(consumed: int, stream: int, num_streams: int) -> int:
-    """How many of the first `consumed` batches came from `stream` when streams take turns."""
-    return max(0, (consumed - stream + num_streams - 1) // num_streams)
-
 
 def _dist_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
@@ -153,7 +163,106 @@ def _dist_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
-class ShardDataset(IterableDataset):
+def default_workers() -> int:
+    """DataLoader workers per process: the cores this process may run on (its CPU affinity) shared among the
+    processes torchrun started on this node ($LOCAL_WORLD_SIZE), at most 4; 0 (read in the training process)
+    when that leaves a single core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return min(4, per_process) if per_process > 1 else 0
+
+
+def parse_data(spec: str) -> list[tuple[str, float]]:
+    """`--data`: one folder, `a:0.7,b:0.3` (weights optional, default equal), or a YAML file listing
+    `{path, weight}` (a list, or under `sources:`). Returns (folder, weight) pairs, weights summing to 1."""
+    spec = spec.strip()
+    items: list[tuple[str, float | None]] = []
+    if spec.endswith((".yaml", ".yml")) and os.path.isfile(spec):
+        import yaml
+
+        with open(spec) as f:
+            doc = yaml.safe_load(f)
+        entries = doc.get("sources") if isinstance(doc, dict) else doc
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"{spec}: expected a list of {{path, weight}} (or one under `sources:`)")
+        for entry in entries:
+            if isinstance(entry, str):
+                items.append((entry, None))
+            elif isinstance(entry, dict) and "path" in entry:
+                items.append((str(entry["path"]), None if entry.get("weight") is None else float(entry["weight"])))
+            else:
+                raise ValueError(f"{spec}: each source needs a `path` (and optionally a `weight`), got {entry!r}")
+    else:
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            path, _, weight = part.rpartition(":")
+            try:
+                items.append((path, float(weight)) if path else (part, None))
+            except ValueError:  # a colon that is no weight (a URL's scheme)
+                items.append((part, None))
+    if not items:
+        raise ValueError("data: give the output folder to train on")
+    weights = [1.0 if w is None else w for _, w in items]
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"data: weights must be >= 0 and not all 0, got {weights}")
+    return [(path, w / sum(weights)) for (path, _), w in zip(items, weights, strict=True)]
+
+
+class GlobalOrderDataset(IterableDataset):
+    """Rows in a global epoch order (subclasses say how long an epoch is and which rows sit at which
+    indices); iteration hands each rank and DataLoader worker its batches of it (see the module doc)."""
+
+    decode_row: Callable[[Row], Row] | None
+
+    def _init_position(self, rank: int | None, world_size: int | None) -> None:
+        self.rank, self.world_size = _dist_env(rank, world_size)
+        # Shared with persistent workers: epoch, global sample offset, batch size, drop the tail (1) or not (0).
+        self._position = multiprocessing.get_context().RawArray("q", 4)
+        self._position[2], self._position[3] = 1, 1
+
+    def epoch_length(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def rows_at(self, epoch: int, indices: list[int]) -> list[Row]:
+        """The undecoded rows at these indices of the epoch's global order."""
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        self._position[0], self._position[1] = epoch, 0
+
+    def set_position(self, epoch: int, start: int, batch_size: int, drop_last: bool = True) -> None:
+        """The next iteration reads epoch `epoch` from global sample `start` on, in batches of `batch_size`."""
+        self._position[0], self._position[1], self._position[2], self._position[3] = epoch, start, batch_size, int(drop_last)
+
+    def rank_batches(self, epoch: int, start: int, batch_size: int, drop_last: bool = True) -> list[tuple[int, int]]:
+        """This rank's batches of the epoch from global sample `start`, as [lo, hi) global index ranges: as many
+        for every rank, floor(remaining / (world_size × batch_size)); the shorter tail is dropped, or with
+        drop_last=False on one process, returned as a last short batch."""
+        step = self.world_size * batch_size
+        remaining = max(0, self.epoch_length(epoch) - start)
+        full = remaining // step
+        out = [(start + g * step + self.rank * batch_size, start + g * step + (self.rank + 1) * batch_size)
+               for g in range(full)]
+        if not drop_last and remaining % step:
+            if self.world_size > 1:
+                raise ValueError("drop_last=False needs one process: ranks would get uneven batches")
+            out.append((start + full * step, start + remaining))
+        return out
+
+    def __iter__(self) -> Iterator[Row]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        epoch, start, batch_size, drop_last = (int(v) for v in self._position)
+        for lo, hi in self.rank_batches(epoch, start, batch_size, bool(drop_last))[worker::workers]:
+            for row in self.rows_at(epoch, list(range(lo, hi))):
+                yield self.decode_row(row) if self.decode_row else row
+
+
+class ShardDataset(GlobalOrderDataset):
     """Rows of one output folder (local path or fsspec URL), checked against its output card."""
 
     def __init__(
@@ -165,7 +274,8 @@ class ShardDataset(IterableDataset):
         decode_row: Callable[[Row], Row] | None = None,  # runs in the worker (JPEG/RLE decoding)
         shuffle: bool = True,
         seed: int = 0,
-        buffer_size: int = 1024,  # rows held by each worker's shuffle buffer
+        buffer_size: int = 1024,  # rows of the seeded shuffle buffer run over each window's rows
+        window: int = 8,  # pieces (row groups) whose rows are shuffled together
         rank: int | None = None,  # default: $RANK or 0
         world_size: int | None = None,  # default: $WORLD_SIZE or 1
         holdout: Holdout | None = None,
@@ -185,15 +295,22 @@ class ShardDataset(IterableDataset):
         self.columns = list(columns) if columns is not None else [c.name for c in self.card.columns]
         for name in self.columns:
             self.card.column(name)  # KeyError naming the card's columns
-        if holdout is not None and holdout.column not in self.columns:
-            self.columns.append(holdout.column)
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
         self.decode_row = decode_row
-        self.shuffle, self.seed, self.buffer_size = shuffle, seed, buffer_size
-        self.rank, self.world_size = _dist_env(rank, world_size)
+        self.shuffle, self.seed, self.buffer_size, self.window = shuffle, seed, buffer_size, window
+        self._init_position(rank, world_size)
         self.holdout = holdout
         self.pieces = self._check_shards(verify_checksums)
-        # Shared with persistent workers: epoch, batches already consumed this epoch, batch size.
-        self._position = multiprocessing.get_context().RawArray("q", 3)
+        # Row indices each piece keeps (None: all): read once here, so the order never depends on who reads.
+        self.kept: list[np.ndarray | None] = [None] * len(self.pieces)
+        if holdout is not None:
+            self.kept = self._holdout_rows(holdout)
+        self.kept_counts = np.array([p.rows if k is None else len(k) for p, k in zip(self.pieces, self.kept, strict=True)],
+                                    dtype=np.int64)
+        self._layouts: dict[int, tuple[list[int], np.ndarray]] = {}
+        self._windows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._tables: dict[int, pa.Table] = {}
 
     @property
     def num_rows(self) -> int:
@@ -220,7 +337,8 @@ class ShardDataset(IterableDataset):
                 raise ShardIntegrityError(f"{where} cannot be read as Parquet ({type(e).__name__}: {str(e).strip()})") from e
             found = (schema.metadata or {}).get(b"output_card_version")
             check_version(found.decode() if found else None, self.card, where)
-            for name in self.columns:
+            names = list(dict.fromkeys([*self.columns, *([self.holdout_column] if self.holdout_column else [])]))
+            for name in names:
                 want = expected.field(name).type
                 if name not in schema.names or schema.field(name).type != want:
                     got = schema.field(name).type if name in schema.names else "missing"
@@ -230,72 +348,217 @@ class ShardDataset(IterableDataset):
             pieces += [Piece(record.path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
         return pieces
 
-    def set_epoch(self, epoch: int) -> None:
-        """Changes the piece permutation and shuffle-buffer seed; reaches persistent workers."""
-        self._position[0] = epoch
+    @property
+    def holdout_column(self) -> str | None:
+        return getattr(self, "holdout", None) and self.holdout.column
 
-    def set_position(self, epoch: int, consumed_batches: int, batch_size: int) -> None:
-        """Next iteration starts after `consumed_batches` batches of `batch_size` rows of `epoch`."""
-        self._position[0], self._position[1], self._position[2] = epoch, consumed_batches, batch_size
-
-    def pieces_for(self, stream: int, num_streams: int, epoch: int) -> list[Piece]:
-        order = list(self.pieces)
-        if self.shuffle:
-            random.Random(f"pieces-{self.seed}-{epoch}").shuffle(order)
-        return order[stream::num_streams]
-
-    def _read(self, pieces: list[Piece]) -> Iterator[Row]:
+    def _read_piece(self, piece: Piece, columns: list[str]) -> pa.Table:
         fs, base = self._fs()
-        for piece in pieces:
-            try:
-                with fs.open(f"{base}/{piece.shard}", "rb") as f:
-                    table = pq.ParquetFile(f).read_row_group(piece.row_group, columns=self.columns)
-            except (OSError, pa.ArrowException) as e:  # damaged pages (checksums off, or changed since)
-                raise ShardIntegrityError(f"shard {self.root}/{piece.shard} row group {piece.row_group} cannot "
-                                          f"be read ({type(e).__name__}: {str(e).strip()})") from e
-            for row in table_to_rows(table):
-                if self.holdout is None or self.holdout.keeps(row[self.holdout.column]):
-                    yield row
+        try:
+            with fs.open(f"{base}/{piece.shard}", "rb") as f:
+                return pq.ParquetFile(f).read_row_group(piece.row_group, columns=columns)
+        except (OSError, pa.ArrowException) as e:  # damaged pages (checksums off, or changed since)
+            raise ShardIntegrityError(f"shard {self.root}/{piece.shard} row group {piece.row_group} cannot "
+                                      f"be read ({type(e).__name__}: {str(e).strip()})") from e
 
-    def __iter__(self) -> Iterator[Row]:
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        epoch, consumed, batch_size = (int(v) for v in self._position)
-        # DataLoader takes batches from its workers in turn; after a resume the first batch
-        # must come from the stream that was next, so worker w plays stream (w + consumed) % W.
-        role = (worker + consumed) % workers
-        skip_rows = batches_before(consumed, role, workers) * batch_size
-        stream = self.rank * workers + role
-        rows = self._read(self.pieces_for(stream, self.world_size * workers, epoch))
-        if self.shuffle:
-            rows = shuffle_buffer(rows, self.buffer_size, random.Random(f"rows-{self.seed}-{epoch}-{stream}"))
-        for row in itertools.islice(rows, skip_rows, None):  # skipped rows are never decoded
-            yield self.decode_row(row) if self.decode_row else row
+    def _holdout_rows(self, holdout: Holdout) -> list[np.ndarray | None]:
+        kept: list[np.ndarray | None] = []
+        for piece in self.pieces:
+            keys = self._read_piece(piece, [holdout.column]).column(0).to_pylist()
+            kept.append(np.array([i for i, key in enumerate(keys) if holdout.keeps(key)], dtype=np.int64))
+        return kept
+
+    # ---- the global order ---------------------------------------------------------------------------------
+
+    def _layout(self, epoch: int) -> tuple[list[int], np.ndarray]:
+        """The epoch's piece order and the global index at which each window starts (one more: the end)."""
+        if epoch not in self._layouts:
+            order = list(range(len(self.pieces)))
+            if self.shuffle:
+                random.Random(f"pieces-{self.seed}-{epoch}").shuffle(order)
+            counts = self.kept_counts[order] if order else np.zeros(0, np.int64)
+            sizes = [int(counts[w : w + self.window].sum()) for w in range(0, len(order), self.window)]
+            self._layouts = {epoch: (order, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))}
+        return self._layouts[epoch]
+
+    def _window(self, epoch: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(piece, row) of every sample of window w, in the epoch's order."""
+        key = (epoch, w)
+        if key not in self._windows:
+            order, _ = self._layout(epoch)
+            piece_ids, rows = [], []
+            for p in order[w * self.window : (w + 1) * self.window]:
+                kept = self.kept[p] if self.kept[p] is not None else np.arange(self.pieces[p].rows, dtype=np.int64)
+                piece_ids.append(np.full(len(kept), p, np.int64))
+                rows.append(kept)
+            piece_ids = np.concatenate(piece_ids) if piece_ids else np.zeros(0, np.int64)
+            rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+            if self.shuffle and len(rows) > 1:
+                rng = random.Random(f"rows-{self.seed}-{epoch}-{w}")
+                if self.buffer_size >= len(rows):
+                    perm = list(range(len(rows)))
+                    rng.shuffle(perm)
+                else:
+                    perm = list(shuffle_buffer(iter(range(len(rows))), self.buffer_size, rng))
+                piece_ids, rows = piece_ids[perm], rows[perm]
+            if len(self._windows) >= 4:
+                self._windows.pop(next(iter(self._windows)))
+            self._windows[key] = (piece_ids, rows)
+        return self._windows[key]
+
+    def epoch_length(self, epoch: int = 0) -> int:
+        return int(self.kept_counts.sum())
+
+    def order(self, epoch: int, indices: list[int]) -> list[tuple[int, int]]:
+        """(piece, row) of global samples `indices` of the epoch."""
+        _, starts = self._layout(epoch)
+        out = []
+        for i in indices:
+            w = int(np.searchsorted(starts, i, side="right")) - 1
+            if not 0 <= i < starts[-1]:
+                raise IndexError(f"sample {i} outside epoch of {int(starts[-1])} samples")
+            piece_ids, rows = self._window(epoch, w)
+            out.append((int(piece_ids[i - starts[w]]), int(rows[i - starts[w]])))
+        return out
+
+    def rows_at(self, epoch: int, indices: list[int]) -> list[Row]:
+        located = self.order(epoch, indices)
+        by_piece: dict[int, list[int]] = {}
+        for k, (p, _) in enumerate(located):
+            by_piece.setdefault(p, []).append(k)
+        out: list[Row | None] = [None] * len(located)
+        for p, ks in by_piece.items():
+            if p not in self._tables:
+                if len(self._tables) >= 2 * self.window:  # keep about the current window's row groups
+                    self._tables.pop(next(iter(self._tables)))
+                self._tables[p] = self._read_piece(self.pieces[p], self.columns)
+            taken = self._tables[p].take(pa.array([located[k][1] for k in ks], pa.int64()))
+            for k, row in zip(ks, table_to_rows(taken), strict=True):
+                out[k] = row
+        return out  # type: ignore[return-value]
+
+
+class MixtureDataset(GlobalOrderDataset):
+    """Folders of one output card interleaved by weight (shuffle), or one after another (no shuffle: eval).
+
+    Each global sample of an epoch first draws its source from a (seed, epoch) sequence of weighted
+    choices (blocks of BLOCK draws, each block its own seeded generator, so any index is found without
+    drawing all before it twice), then takes that source's next sample in the source's own global order.
+    The epoch ends at the first draw of a source already used up: sources are sampled by weight, not
+    read in full (a source with a small weight and many rows leaves rows unseen that epoch)."""
+
+    BLOCK = 4096
+
+    def __init__(self, sources: list[ShardDataset], weights: list[float], *, shuffle: bool = True, seed: int = 0,
+                 decode_row: Callable[[Row], Row] | None = None, rank: int | None = None,
+                 world_size: int | None = None):
+        super().__init__()
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("MixtureDataset: one weight per source, at least one source")
+        cards = {s.card.name for s in sources}
+        if len(cards) > 1:
+            raise ValueError(f"a mixture needs folders of one output card, got {sorted(cards)}: "
+                             + ", ".join(f"{s.root} ({s.card.name})" for s in sources))
+        self.sources, self.shuffle, self.seed, self.decode_row = sources, shuffle, seed, decode_row
+        total = float(sum(weights))
+        self.weights = np.array([w / total for w in weights], dtype=np.float64)
+        self.card, self.root = sources[0].card, ",".join(s.root for s in sources)
+        self._init_position(rank, world_size)
+        self._epochs: dict[int, tuple[int, list[np.ndarray]]] = {}
+        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def num_rows(self) -> int:
+        return sum(s.num_rows for s in self.sources)
+
+    def _block(self, epoch: int, b: int) -> np.ndarray:
+        key = (epoch, b)
+        if key not in self._blocks:
+            if len(self._blocks) >= 4:
+                self._blocks.pop(next(iter(self._blocks)))
+            rng = np.random.default_rng([self.seed, epoch, b])
+            self._blocks[key] = rng.choice(len(self.sources), size=self.BLOCK, p=self.weights)
+        return self._blocks[key]
+
+    def _epoch(self, epoch: int) -> tuple[int, list[np.ndarray]]:
+        """The epoch's length and, per block, how many samples each source gave before it."""
+        if epoch not in self._epochs:
+            lengths = np.array([s.epoch_length(epoch) for s in self.sources], dtype=np.int64)
+            before, used, b = [], np.zeros(len(self.sources), np.int64), 0
+            while True:
+                choices = self._block(epoch, b)
+                before.append(used.copy())
+                counts = np.stack([np.cumsum(choices == c) for c in range(len(self.sources))])  # S×BLOCK
+                over = np.nonzero(((used[:, None] + counts) > lengths[:, None]).any(0))[0]
+                if len(over):
+                    length = b * self.BLOCK + int(over[0])
+                    break
+                used += counts[:, -1]
+                b += 1
+            self._epochs = {epoch: (length, before)}
+        return self._epochs[epoch]
+
+    def epoch_length(self, epoch: int = 0) -> int:
+        if not self.shuffle:
+            return sum(s.epoch_length(epoch) for s in self.sources)
+        return self._epoch(epoch)[0]
+
+    def locate(self, epoch: int, i: int) -> tuple[int, int]:
+        """(source, index in that source's global order) of global sample i."""
+        if not self.shuffle:
+            for s, source in enumerate(self.sources):
+                if i < source.epoch_length(epoch):
+                    return s, i
+                i -= source.epoch_length(epoch)
+            raise IndexError("sample outside the epoch")
+        length, before = self._epoch(epoch)
+        if not 0 <= i < length:
+            raise IndexError(f"sample {i} outside epoch of {length} samples")
+        b, k = divmod(i, self.BLOCK)
+        choices = self._block(epoch, b)
+        c = int(choices[k])
+        return c, int(before[b][c] + np.count_nonzero(choices[:k] == c))
+
+    def rows_at(self, epoch: int, indices: list[int]) -> list[Row]:
+        located = [self.locate(epoch, i) for i in indices]
+        out: list[Row | None] = [None] * len(located)
+        for s, source in enumerate(self.sources):
+            ks = [k for k, (c, _) in enumerate(located) if c == s]
+            if ks:
+                for k, row in zip(ks, source.rows_at(epoch, [located[k][1] for k in ks]), strict=True):
+                    out[k] = row
+        return out  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class Position:
     epoch: int
-    batch: int  # index of this batch within its epoch
+    batch: int  # index of this rank's batch within its epoch, counted from where this run started it
+    sample: int = 0  # global sample offset of the global batch it belongs to: the resume point
+
+
+STATE_FORMAT = 2  # data state of checkpoints: {format, epoch, sample, batch_size, seed}
 
 
 class ShardLoader:
-    """Batches forever over a ShardDataset, each tagged with its Position for exact resume."""
+    """Batches forever over a ShardDataset or MixtureDataset, each tagged with its Position for exact resume."""
 
     def __init__(
         self,
-        dataset: ShardDataset,
+        dataset: GlobalOrderDataset,
         collate: Callable[[list[Row]], dict[str, Any]],
         batch_size: int,
         *,
-        num_workers: int = 4,
+        num_workers: int | None = None,  # None: default_workers()
         pin_memory: bool = True,
         prefetch_factor: int = 4,
-        drop_last: bool = True,  # constant batch shapes; every batch is full, so resume counts are exact
+        drop_last: bool = True,  # even batches on every rank; False (one process only): a last short batch
         seed: int = 0,
     ):
+        num_workers = default_workers() if num_workers is None else num_workers
         self.dataset, self.batch_size, self.num_workers, self.seed = dataset, batch_size, num_workers, seed
-        self.epoch, self.start_batch = 0, 0
+        self.drop_last = drop_last
+        self.epoch, self.start = 0, 0
         self._loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -307,35 +570,41 @@ class ShardLoader:
             drop_last=drop_last,
         )
 
+    def batches_per_epoch(self, epoch: int | None = None, start: int = 0) -> int:
+        """Batches every rank gets in the epoch from global sample `start` (the same on every rank)."""
+        epoch = self.epoch if epoch is None else epoch
+        return len(self.dataset.rank_batches(epoch, start, self.batch_size, self.drop_last))
+
     def state_dict(self, position: Position) -> dict[str, int]:
         """Resume point: `position` is the first batch not yet used for training."""
-        return {
-            "epoch": position.epoch,
-            "batch": position.batch,
-            "num_workers": self.num_workers,
-            "world_size": self.dataset.world_size,
-            "batch_size": self.batch_size,
-        }
+        return {"format": STATE_FORMAT, "epoch": position.epoch, "sample": position.sample,
+                "batch_size": self.batch_size, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        for key, mine in (("num_workers", self.num_workers), ("world_size", self.dataset.world_size),
-                          ("batch_size", self.batch_size)):
+        """Continue at the saved global sample: exact on any world size and worker count. Another batch size
+        or seed would change the order of what is left, so they are refused."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError("the checkpoint's data position is of an older trainer (per rank and worker, before "
+                             "the global epoch order): it cannot be resumed exactly; train into another --out, or "
+                             "pass --resume false")
+        for key, mine in (("batch_size", self.batch_size), ("seed", self.seed)):
             if state[key] != mine:
                 raise ValueError(f"cannot resume the data position exactly: checkpoint has {key}={state[key]}, now {mine}")
-        self.epoch, self.start_batch = state["epoch"], state["batch"]
+        self.epoch, self.start = int(state["epoch"]), int(state["sample"])
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], Position]]:
+        step = self.dataset.world_size * self.batch_size
         while True:
-            self.dataset.set_position(self.epoch, self.start_batch, self.batch_size)
+            self.dataset.set_position(self.epoch, self.start, self.batch_size, self.drop_last)
             # Worker seeds come from this generator, so making an iterator leaves the global RNG alone.
             self._loader.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            index = self.start_batch
+            index = 0
             for batch in self._loader:
-                yield batch, Position(self.epoch, index)
+                yield batch, Position(self.epoch, index, self.start + index * step)
                 index += 1
-            if index == 0:  # a whole epoch without one full batch would loop forever
+            if index == 0 and self.start == 0:  # a whole epoch without one full batch would loop forever
                 raise ValueError(
-                    f"epoch {self.epoch} of {self.dataset.root} produced no batch of {self.batch_size} rows "
-                    f"({self.dataset.num_rows} rows in the folder before the holdout split)"
+                    f"epoch {self.epoch} of {self.dataset.root} produced no batch of {self.batch_size} rows on each of "
+                    f"{self.dataset.world_size} processes ({self.dataset.num_rows} rows before the holdout split)"
                 )
-            self.epoch, self.start_batch = self.epoch + 1, 0
+            self.epoch, self.start = self.epoch + 1, 0

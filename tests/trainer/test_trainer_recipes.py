@@ -5,7 +5,7 @@ from tests.trainer.factories import make_gaze_folder, make_la_folder
 from trainer.models import ModelConfig
 from trainer.train import TrainConfig, get_lr, train
 
-SMALL = dict(dim=32, layers=1, heads=2, horizon=4, image_size=32, patch=8, crop_size=8, crop_patch=4, flow_steps=2)
+SMALL = {"dim": 32, "layers": 1, "heads": 2, "horizon": 4, "image_size": 32, "patch": 8, "crop_size": 8, "crop_patch": 4, "flow_steps": 2}
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def folders(tmp_path_factory):
 
 
 def _cfg(recipe, data, out, **kw):
-    base = dict(recipe=recipe, data=str(data), out=str(out), steps=40, batch_size=8, lr=3e-3, warmup=2,
-                num_workers=0, log_interval=0, ckpt_interval=1000, buffer_size=8, holdout_fraction=0.25,
-                model=ModelConfig(**SMALL))
+    base = {"recipe": recipe, "data": str(data), "out": str(out), "steps": 40, "batch_size": 8, "lr": 3e-3, "warmup": 2,
+                "num_workers": 0, "log_interval": 0, "ckpt_interval": 1000, "buffer_size": 8, "holdout_fraction": 0.25,
+                "model": ModelConfig(**SMALL)}
     return TrainConfig(**{**base, **kw})
 
 

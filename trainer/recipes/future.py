@@ -245,11 +245,14 @@ class FutureRecipe:
     def __init__(self, cfg: TrainConfig, source: str):
         self.cfg = cfg
         self.spec = CollateSpec()
-        info = folder_info(cfg.data)
+        from trainer.data import parse_data
+
+        first, *others = [path for path, _ in parse_data(cfg.data)]  # --data a:0.7,b:0.3: a weighted mixture
+        info = folder_info(first)
         self.tokens, self.dim, self.stride = info.tokens, info.dim, info.stride
         self.mix = [p.strip() for p in cfg.mix.split(",") if p.strip()]
-        self.infos = [info, *(folder_info(root) for root in self.mix)]
-        for root, other in zip(self.mix, self.infos[1:], strict=True):
+        self.infos = [info, *(folder_info(root) for root in [*others, *self.mix])]
+        for root, other in zip([*others, *self.mix], self.infos[1:], strict=True):
             if (other.tokens, other.dim, other.stride) != (self.tokens, self.dim, self.stride):
                 raise ValueError(f"--mix folder {root} has tokens, dim, stride {(other.tokens, other.dim, other.stride)}"
                                  f", {cfg.data} has {(self.tokens, self.dim, self.stride)}: mixed folders need the same "
@@ -286,6 +289,7 @@ class FutureRecipe:
     def build(self, batch: dict[str, Any]) -> torch.nn.Module:
         """The model, its normalisers from the folders' statistics (each dim from the first folder holding it)."""
         valid = {"state": [batch["state_valid"][0]], "action": [batch["action_valid"][0]]}
+        valid = {k: v * (len(self.infos) - len(self.mix)) for k, v in valid.items()}  # --data mixture folders
         for batches in self._mixed():  # the layouts must agree; their first batches say which dims each holds
             mixed = next(batches)[0]
             for name, width in (("state", batch["state"].shape[-1]), ("action", batch["actions"].shape[-1])):
@@ -314,6 +318,8 @@ class FutureRecipe:
             added += self.pairs.add(to_device(next(batches)[0], device))
         samples = self.pairs.take(added, self.rng)
         if not samples:  # nothing paired yet (the first rows of episodes): a step without gradient
+            if torch.distributed.is_initialized():  # zero gradients, so DDP averages them with the other ranks'
+                return sum(p.sum() for p in model.parameters()) * 0.0
             return torch.zeros((), device=device, requires_grad=True)
         return self._loss(model, {k: v.to(device) for k, v in stack(samples).items()})
 

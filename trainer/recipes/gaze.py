@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class GazeRecipe:
     card = "gaze"
     holdout_column = "episode_id"
-    columns = ["episode_id", "instruction", "image", "crop", "state", "gripper", "action"]
+    columns: ClassVar[list[str]] = ["episode_id", "instruction", "image", "crop", "state", "gripper", "action"]
 
     def __init__(self, cfg: TrainConfig, source: str):
         self.cfg = cfg

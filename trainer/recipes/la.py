@@ -8,7 +8,7 @@ held-out segment instructed in the opposite direction, §5.7).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ def first_direction(instruction: str) -> str | None:
 class LaRecipe:
     card = "la"
     holdout_column = "source_episode_id"
-    columns = ["source_episode_id", "instruction", "state", "gripper", "actions", "state_names", "action_names"]
+    columns: ClassVar[list[str]] = ["source_episode_id", "instruction", "state", "gripper", "actions", "state_names", "action_names"]
 
     def __init__(self, cfg: TrainConfig, source: str):
         self.cfg = cfg

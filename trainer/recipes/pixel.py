@@ -166,7 +166,12 @@ class PixelRecipe:
 
     def _read_index(self) -> tuple[ActionIndex, dict[str, torch.Tensor]]:
         """One pass over the small columns: the action index and the normalisers (training episodes only)."""
-        dataset = ShardDataset(self.cfg.data, self.card, columns=INDEX_COLUMNS, shuffle=False, verify_checksums=False)
+        if "," in self.cfg.data or self.cfg.data.endswith((".yaml", ".yml")):
+            raise ValueError("pixel: a mixture of folders (--data a:0.7,b:0.3) is not supported yet (episode ids of "
+                             "two folders could meet in the action index); train on one folder")
+        # Every row, whichever rank reads it: the chunk of any row is looked up here.
+        dataset = ShardDataset(self.cfg.data, self.card, columns=INDEX_COLUMNS, shuffle=False, verify_checksums=False,
+                               rank=0, world_size=1)
         train_side = Holdout(self.holdout_column, self.cfg.holdout_fraction, "train")
         rows, states, train = [], [], []
         for row in dataset:
