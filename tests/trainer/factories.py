@@ -125,7 +125,7 @@ def make_gaze_folder(root: Path, **kwargs: Any) -> Manifest:
 
 
 def pixel_rows(episodes: int = 6, frames: int = 10, width: int = 64, height: int = 48, seed: int = 0,
-               cameras: tuple[str, ...] = ("image_0",), lost_every: int = 4) -> list[dict[str, Any]]:
+               cameras: tuple[str, ...] = ("image_0",), lost_every: int = 4, source: str = "bridge") -> list[dict[str, Any]]:
     """Every frame of every episode (pixel card 2.x): a coloured square, the target, on noise; the gripper (state
     x, y in pixels / 100) moves to it in a straight line and closes at G, the action is the next step's motion.
     Frames with (t + e) % lost_every == lost_every − 1 (from G + 1 on) have the object lost: mask, box and box
@@ -155,7 +155,7 @@ def pixel_rows(episodes: int = 6, frames: int = 10, width: int = 64, height: int
                 box = [float(x0), float(y0), float(x0 + side - 1), float(y0 + side - 1)]
                 motion = (path[t + 1] - path[t]) / 10.0
                 rows.append({
-                    "episode_id": f"ep{e:03d}", "source": "bridge", "camera": camera, "frame_index": t,
+                    "episode_id": f"ep{e:03d}", "source": source, "camera": camera, "frame_index": t,
                     "first_close_frame": first_close, "instruction": "pick up the block", "target_noun": "block",
                     "image": _jpeg(image), "width": width, "height": height,
                     "state": [*(path[t] / 100.0).tolist(), 0.1, 0.0, 0.0, 0.0, 0.0], "gripper": closed,
@@ -176,4 +176,4 @@ def pixel_rows(episodes: int = 6, frames: int = 10, width: int = 64, height: int
 
 def make_pixel_folder(root: Path, **kwargs: Any) -> Manifest:
     return write_output_folder(root, "pixel", pixel_rows(**kwargs), rows_per_shard=20, row_group_rows=10,
-                               source="bridge")
+                               source=kwargs.get("source", "bridge"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.trainer.factories import make_pixel_folder
+from tests.trainer.factories import make_pixel_folder, pixel_rows
 from trainer.__main__ import main
 from trainer.models import (
     BOX_CORNER_1,
@@ -216,3 +216,24 @@ def test_resume_reproduces_the_next_losses_exactly(folder, tmp_path):
     train(_cfg(folder, tmp_path / "part", steps=3, lr_decay_steps=6, batch_size=8))
     resumed = train(_cfg(folder, tmp_path / "part", steps=6, lr_decay_steps=6, batch_size=8))["losses"]
     assert resumed == full[3:]
+
+
+def test_a_mixture_of_fractal_and_bridge_folders_keeps_their_episodes_apart(tmp_path):
+    # PixelVLA trains on Fractal and Bridge together; both folders here number their episodes ep000, ep001, ...
+    bridge, fractal = tmp_path / "bridge", tmp_path / "fractal"
+    make_pixel_folder(bridge, episodes=4, seed=0)
+    make_pixel_folder(fractal, episodes=4, seed=1, source="fractal")
+    cfg = _cfg(f"{bridge}:0.5,{fractal}:0.5", tmp_path / "out", steps=3, batch_size=8)
+    recipe, model, batch = _first_batch(cfg)
+    assert len(recipe.index.tracks) == 8  # 4 episodes × 2 sources, none merged
+    rows = {(r["source"], r["episode_id"], r["frame_index"]): r["action"]
+            for r in pixel_rows(episodes=4, seed=1, source="fractal") + pixel_rows(episodes=4, seed=0)}
+    chunk, real = recipe.targets(model, batch)
+    for i, (source, episode, t) in enumerate(zip(batch["source"], batch["episode_id"], batch["frame_index"].tolist(),
+                                                 strict=True)):
+        assert real[i, 0] and torch.allclose(chunk[i, 0], torch.tensor(rows[(source, episode, t)]))
+    loader = make_loader(cfg, recipe, "train", shuffle=True, workers=0, drop_last=True)
+    seen = {s for (b, _), _ in zip(loader, range(4)) for s in b["source"]}
+    assert seen == {"bridge", "fractal"}
+    loss = recipe.loss(model, batch)
+    assert torch.isfinite(loss)

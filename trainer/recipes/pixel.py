@@ -33,7 +33,7 @@ import torch
 
 from datasets_cards import CardError, load_source_card
 from trainer.collate import CollateSpec, to_device
-from trainer.data import Holdout, ShardDataset
+from trainer.data import Holdout, ShardDataset, parse_data
 from trainer.models import (
     BOX_CORNER_1,
     BOX_CORNER_2,
@@ -49,7 +49,12 @@ if TYPE_CHECKING:
     from trainer.train import TrainConfig
 
 MIN_STD = 1e-2  # normalisers never divide by less (a dim that barely moves)
-INDEX_COLUMNS = ["episode_id", "camera", "frame_index", "action", "state", "gripper"]
+INDEX_COLUMNS = ["source", "episode_id", "camera", "frame_index", "action", "state", "gripper"]
+
+
+def episode_key(source: str, episode_id: str) -> str:
+    """An episode across the folders of a mixture (Fractal's and Bridge's ids could meet; source + id cannot)."""
+    return f"{source}\x1f{episode_id}"
 
 
 @dataclass
@@ -154,7 +159,7 @@ def prompt_tensors(batch: dict[str, Any], max_points: int, max_lines: int) -> tu
 class PixelRecipe:
     card = "pixel"
     holdout_column = "episode_id"
-    columns: ClassVar[list[str]] = ["episode_id", "camera", "frame_index", "instruction", "image", "mask", "points",
+    columns: ClassVar[list[str]] = ["source", "episode_id", "camera", "frame_index", "instruction", "image", "mask", "points",
                                     "lines", "box_prompt", "width", "height", "state", "gripper", "action"]
 
     def __init__(self, cfg: TrainConfig, source: str):
@@ -165,19 +170,19 @@ class PixelRecipe:
         self.action_names = self._action_names(source, self.stats["action_mean"].numel())
 
     def _read_index(self) -> tuple[ActionIndex, dict[str, torch.Tensor]]:
-        """One pass over the small columns: the action index and the normalisers (training episodes only)."""
-        if "," in self.cfg.data or self.cfg.data.endswith((".yaml", ".yml")):
-            raise ValueError("pixel: a mixture of folders (--data a:0.7,b:0.3) is not supported yet (episode ids of "
-                             "two folders could meet in the action index); train on one folder")
-        # Every row, whichever rank reads it: the chunk of any row is looked up here.
-        dataset = ShardDataset(self.cfg.data, self.card, columns=INDEX_COLUMNS, shuffle=False, verify_checksums=False,
-                               rank=0, world_size=1)
+        """One pass over the small columns of every folder (a mixture's too): the action index, keyed by source and
+        episode, and the normalisers (training episodes only)."""
         train_side = Holdout(self.holdout_column, self.cfg.holdout_fraction, "train")
         rows, states, train = [], [], []
-        for row in dataset:
-            rows.append((row["episode_id"], row["camera"], row["frame_index"], row["action"]))
-            states.append(np.r_[np.asarray(row["state"], np.float32), np.float32(row["gripper"])])
-            train.append(train_side.keeps(row["episode_id"]))
+        for folder, _weight in parse_data(self.cfg.data):
+            # Every row, whichever rank reads it: the chunk of any row is looked up here.
+            dataset = ShardDataset(folder, self.card, columns=INDEX_COLUMNS, shuffle=False, verify_checksums=False,
+                                   rank=0, world_size=1)
+            for row in dataset:
+                rows.append((episode_key(row["source"], row["episode_id"]), row["camera"], row["frame_index"],
+                             row["action"]))
+                states.append(np.r_[np.asarray(row["state"], np.float32), np.float32(row["gripper"])])
+                train.append(train_side.keeps(row["episode_id"]))
         if not rows:
             raise ValueError(f"pixel: {self.cfg.data} has no rows")
         index = ActionIndex.from_rows(rows)  # checks that every action has the same width
@@ -223,8 +228,8 @@ class PixelRecipe:
 
     def targets(self, model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk targets in action units B×horizon×A and their step mask B×horizon."""
-        chunk, real = self.index.chunks(batch["episode_id"], batch["camera"], batch["frame_index"].tolist(),
-                                        self.cfg.model.horizon)
+        episodes = [episode_key(s, e) for s, e in zip(batch["source"], batch["episode_id"], strict=True)]
+        chunk, real = self.index.chunks(episodes, batch["camera"], batch["frame_index"].tolist(), self.cfg.model.horizon)
         device = model.action_mean.device
         return chunk.to(device), real.to(device)
 
