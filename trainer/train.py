@@ -256,7 +256,8 @@ def _train(cfg: TrainConfig, out: Path, checkpoint, device: torch.device, rank: 
                                           **constant_buffers)
     batch = to_device(batch, device)
     losses: list[float] = []
-    stats = {"rank": rank, "world_size": world, "batches": {}, "samples": []}  # $TRAINER_STATS (tests)
+    stats_path = os.environ.get("TRAINER_STATS")  # test hook: what this rank saw and its parameters' hash
+    stats: dict[str, Any] = {"rank": rank, "world_size": world, "batches": {}, "samples": []}
     wait, t_log, samples = 0.0, time.perf_counter(), 0
     total_wait, t_start, first_it = 0.0, time.perf_counter(), it
     while it < cfg.steps:
@@ -265,8 +266,9 @@ def _train(cfg: TrainConfig, out: Path, checkpoint, device: torch.device, rank: 
             group["lr"] = lr
         step_loss = 0.0
         for micro in range(cfg.grad_accum):
-            stats["batches"][position.epoch] = stats["batches"].get(position.epoch, 0) + 1
-            stats["samples"].append([position.epoch, position.sample])
+            if stats_path:  # a list per batch: kept only when a test asks
+                stats["batches"][position.epoch] = stats["batches"].get(position.epoch, 0) + 1
+                stats["samples"].append([position.epoch, position.sample])
             sync = world == 1 or micro == cfg.grad_accum - 1
             with ctx, (nullcontext() if sync else loss_fn.no_sync()):
                 loss = loss_fn(batch) / cfg.grad_accum
@@ -315,9 +317,9 @@ def _train(cfg: TrainConfig, out: Path, checkpoint, device: torch.device, rank: 
         "max_gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         "world_size": world,
     }
-    if path := os.environ.get("TRAINER_STATS"):  # test hook: what this rank saw and its parameters' hash
+    if stats_path:
         stats["state_sha256"] = _state_hash(model)
-        Path(f"{path}.rank{rank}.json").write_text(json.dumps(stats))
+        Path(f"{stats_path}.rank{rank}.json").write_text(json.dumps(stats))
     result = {"losses": losses, "throughput": throughput, "eval": evaluate(cfg, recipe, model, device) if rank == 0 else {}}
     if world > 1:
         dist.barrier()
