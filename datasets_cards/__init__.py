@@ -6,6 +6,7 @@ from datasets_cards.cards import (
     list_sources,
     load_output_card,
     load_source_card,
+    sample_card_at,
     source_card_from_file,
 )
 from datasets_cards.codecs import decode_image, encode_jpeg, sha256_file
@@ -36,6 +37,7 @@ __all__ = [
     "load_source_card",
     "output_dir",
     "parse_type",
+    "sample_card_at",
     "sha256_file",
     "source_card_from_file",
 ]

@@ -23,8 +23,22 @@ SOURCES_DIR = _HERE / "sources"
 OUTPUTS_DIR = _HERE / "outputs"
 
 
+SAMPLE_PREFIX = "sample-"  # the embedded simulated sample of corpus X is the card `sample-X`
+
+
 def list_sources() -> list[str]:
     return sorted(p.stem for p in SOURCES_DIR.glob("*.yaml"))
+
+
+def sample_card_at(card: SourceCard, location: str) -> SourceCard | None:
+    """The embedded sample of `card`'s corpus when `location` is where that sample lies (its folder, or the
+    folder above its version folder), else None: a run over the sample must be named and described as it."""
+    name = f"{SAMPLE_PREFIX}{card.name}"
+    if "://" in location or name not in list_sources():
+        return None
+    sample = _builtin_source_card(name)
+    here, there = Path(location).resolve(), Path(sample.resolve_location()).resolve()
+    return sample if here in (there, there.parent) else None
 
 
 def list_outputs() -> list[str]:

@@ -93,6 +93,8 @@ class Manifest(BaseModel):
     output_card_version: str
     source: str  # source card name
     source_location: str
+    # The data's identity (SourceReader.fingerprint): a resume from other data is refused. None: an older manifest.
+    source_fingerprint: str | None = None
     config_hash: str  # hash of source card + pipeline params + output card version
     config: dict[str, Any]  # the parameters the hash covers, for humans
     code_version: str  # package version + git commit when available

@@ -34,6 +34,47 @@ def stats_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_summary(manifest: Manifest, source: SourceCard) -> str:
+    """The lines every card starts with: what was made from what, where, on what, and how long it took."""
+    run = manifest.stats.get("run", {})
+    episodes = f" from {run['episodes']} episodes" if "episodes" in run else ""
+    failed = " (reasons under Failures)" if manifest.quarantined else ""
+    cameras = ", ".join(f"`{name}` ({spec.view})" for name, spec in source.cameras.items()) or "none (state only)"
+    fingerprint = f" (fingerprint `{manifest.source_fingerprint}`)" if manifest.source_fingerprint else ""
+    lines = [
+        f"- rows: {manifest.rows} in {len(manifest.current_shards)} shard(s){episodes}; "
+        f"quarantined episodes: {manifest.quarantined}{failed}",
+        f"- data: `{manifest.source_location}`{fingerprint}; cameras: {cameras}",
+    ]
+    runtime = manifest.stats.get("runtime") or {}
+    if runtime:
+        lines.append("- models: " + ", ".join(f"{k} `{v}`" for k, v in runtime.items() if not isinstance(v, dict)))
+    if run:
+        lines.append(f"- time: {run['unit_seconds']} s in the units (every run that made them), "
+                     f"{run['wall_seconds']} s wall for the last run")
+    lines.append(f"- code version: `{manifest.code_version}`, config hash `{manifest.config_hash}`, "
+                 f"complete: {manifest.complete}")
+    return "\n".join(lines)
+
+
+def failures_section(manifest: Manifest) -> str:
+    """card.md's failures section: quarantined episodes by stage and kind of reason, one example each."""
+    summary = manifest.stats.get("quarantine") or {}
+    if not summary.get("episodes"):
+        return ""
+    lines = ["## Failures", "",
+             f"{summary['episodes']} episode(s) quarantined: they have no rows. `quarantine.parquet` holds one row "
+             "per episode with its full reason; a re-run retries the episodes of failed units (stage `unit`).", "",
+             "| stage | reason | episodes | example |", "|---|---|---:|---|"]
+    for r in summary["reasons"]:
+        example = r["example"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['stage']} | {r['kind']} | {r['episodes']} | {example[:200]} |")
+    shown = sum(r["episodes"] for r in summary["reasons"])
+    if shown < summary["episodes"]:
+        lines.append(f"\n{summary['episodes'] - shown} more episode(s) with other reasons: see quarantine.parquet.")
+    return "\n".join(lines) + "\n"
+
+
 def render_card(card: OutputCard, manifest: Manifest, source: SourceCard) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(card_template(card))
@@ -44,4 +85,6 @@ def render_card(card: OutputCard, manifest: Manifest, source: SourceCard) -> str
         stats=manifest.stats,
         columns_table=columns_table(card),
         stats_table=stats_table(manifest.stats),
+        run_summary=run_summary(manifest, source),
+        failures_section=failures_section(manifest),
     )

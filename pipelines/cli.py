@@ -14,15 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datasets_cards import CardError, list_outputs, list_sources, load_source_card
+from datasets_cards import CardError, list_outputs, list_sources, load_source_card, sample_card_at
+from datasets_cards.cards import SAMPLE_PREFIX
 from datasets_cards.constants import CARD_FILE, MANIFEST_FILE
 from datasets_cards.registry import UnknownNameError
 from pipelines.base import available_pipelines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Annotate robot-learning corpora.")
 console = Console(stderr=True)
-
-SAMPLE_PREFIX = "sample-"
 
 
 @contextmanager
@@ -63,12 +62,16 @@ def reported_as_errors(log: Path | None = None) -> Iterator[None]:
 
 
 class _TerminalFilter(logging.Filter):
-    """Keep Prefect's tracebacks (and its restatement of a failure) off the terminal: the run log has them."""
+    """One line per failure on the terminal: Prefect's tracebacks, its restatement of a failure and its notice
+    of each retry stay in the run log; the flow's own line for the failure ("unit 0:8 failed: ...") shows."""
+
+    REPEATS = ("Finished in state Failed", "Finished in state Crashed", "Task run failed with exception",
+               "Encountered exception during execution")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info or record.exc_text:
             return False
-        return not str(record.msg).startswith(("Finished in state Failed", "Finished in state Crashed"))
+        return not record.getMessage().startswith(self.REPEATS)
 
 
 @contextmanager
@@ -106,6 +109,10 @@ def _location_exists(location: str) -> bool:
 def resolve_source(name: str, location: str | None) -> tuple[str, str | None]:
     """The card to run. A corpus that is not reachable here falls back, loudly, to its sample."""
     card = load_source_card(name)
+    sample = sample_card_at(card, card.resolve_location(location)) if location else None
+    if sample is not None:  # named and described as what it is, wherever the run writes
+        console.print(f"[yellow]{location} is the embedded sample: running as {sample.name!r}.[/]", soft_wrap=True)
+        return sample.name, None
     if location or name.startswith(SAMPLE_PREFIX) or Path(name).is_file():  # a card file is the user's own choice
         return name, location
     where = card.resolve_location()

@@ -45,7 +45,7 @@ from prefect.futures import as_completed, wait
 from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
-from datasets_cards import Episode, EpisodeError, SourceCard, load_source_card
+from datasets_cards import Episode, EpisodeError, SourceCard, load_source_card, sample_card_at
 from datasets_cards.constants import (
     CARD_FILE,
     EPISODE_IDS_FILE,
@@ -78,7 +78,7 @@ from pipelines.formats import check_unique_episode_ids, open_reader
 from pipelines.gripper_survey import survey_gripper
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.io.lease import LEASE_FILE, OutputLease
-from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_table
+from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_summary, quarantine_table
 from pipelines.runners import make_task_runner
 from pipelines.version import code_version
 
@@ -90,6 +90,10 @@ STAGE_STAMP = "config_hash"  # in each stage's folder: the config that staged it
 
 class ConfigMismatchError(RuntimeError):
     """The output folder was written with another configuration."""
+
+
+class SourceMismatchError(ConfigMismatchError):
+    """The output folder was made from other data: another dataset, release or sample generation."""
 
 
 # Exit codes of `annotate` (README "Exit codes"): 0 done (episodes quarantined for their own faults
@@ -110,6 +114,7 @@ class IncompleteRunError(RuntimeError):
 
 
 def _check_outcome(manifest: Manifest, episodes: int, failed_units: int, steps_ok: bool, target: str) -> None:
+    """IncompleteRunError when units or steps failed, or when a non-empty source gave no rows."""
     if failed_units or not steps_ok:
         what = [f"{failed_units} of {manifest.planned_units} units failed"] if failed_units else []
         what += [] if steps_ok else ["a step failed (see manifest stats)"]
@@ -322,6 +327,12 @@ def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     return table.num_rows
 
 
+def _quarantine_stats(target: str) -> dict[str, Any]:
+    """The summary of the merged quarantine.parquet that card.md's failures section shows."""
+    with fsspec.open(f"{target}/{QUARANTINE_FILE}", "rb") as f:
+        return quarantine_summary(pq.read_table(f))
+
+
 def _episode_ids(reader, n: int, target: str, digest: str) -> list[str]:
     """The run's episode ids: scanned once (every record read, only the id keys parsed), then reused by
     resumes of the same config and location (a card whose keys changed is scanned again)."""
@@ -340,13 +351,58 @@ def _episode_ids(reader, n: int, target: str, digest: str) -> list[str]:
     return ids
 
 
-def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, config: dict, overwrite: bool) -> Manifest:
-    """The folder's manifest if it was written with this config, a new one otherwise (or an error).
+@dataclass(frozen=True)
+class SourceIdentity:
+    """Where a run's data is and what it is (SourceReader.fingerprint): a resume must read the same data."""
+
+    location: str
+    fingerprint: str
+
+
+def _run_card(source: str, location: str | None) -> tuple[SourceCard, str | None]:
+    """The card a run uses: `source`'s, or its embedded sample's when `location` is where that sample lies, so
+    a run over the sample is named and described as the sample (OUT/<pipeline>/sample-droid, its card's
+    words) and never as the corpus it imitates."""
+    card = load_source_card(source)
+    sample = sample_card_at(card, card.resolve_location(location)) if location else None
+    return (sample, None) if sample is not None else (card, location)
+
+
+def _adopt_limit_free_config(manifest: Manifest, config: dict[str, Any], digest: str) -> bool:
+    """A manifest whose config differs from this run's only by the `limit` older versions hashed: adopt this
+    config (a larger limit now extends an output, see `_fit_to_plan`), so those outputs still resume."""
+    if "limit" not in manifest.config or "limit" in config:
+        return False
+    if config_hash({k: v for k, v in manifest.config.items() if k != "limit"}) != digest:
+        return False
+    manifest.config, manifest.config_hash = config, digest
+    return True
+
+
+def _same_data(manifest: Manifest, source: SourceIdentity, target: str, logger) -> None:
+    """SourceMismatchError when the folder was made from other data; the same data moved is followed."""
+    recorded = manifest.source_fingerprint
+    same = recorded == source.fingerprint if recorded else manifest.source_location == source.location
+    if not same:
+        raise SourceMismatchError(
+            f"{target} was made from {manifest.source_location} (fingerprint {recorded or 'not recorded'}), "
+            f"this run reads {source.location} (fingerprint {source.fingerprint}): other data. "
+            "Use another --out, or --overwrite to start over.")
+    if manifest.source_location != source.location:
+        logger.info(f"the source moved: {manifest.source_location} → {source.location} (same fingerprint)")
+    manifest.source_location, manifest.source_fingerprint = source.location, source.fingerprint
+
+
+def _open_manifest(target: str, pipe: Pipeline, card, source: SourceIdentity, config: dict,
+                   overwrite: bool) -> Manifest:
+    """The folder's manifest if it was written with this config from this data, a new one otherwise (or an
+    error: ConfigMismatchError, SourceMismatchError).
 
     A damaged manifest.json (truncated, the wrong shape) is reported with its path and rebuilt from its
     backup copy (the resume check then keeps only the shards that still verify), or started afresh
     when the backup is gone too; --overwrite always starts over.
     """
+    logger = get_run_logger()
     digest = config_hash(config)
     try:
         manifest = Manifest.load_if_exists(target)
@@ -355,23 +411,53 @@ def _open_manifest(target: str, pipe: Pipeline, card, reader_location: str, conf
         what = ("--overwrite: starting over" if overwrite else
                 "no usable backup: every unit is redone" if manifest is None else
                 f"rebuilt from its backup ({len(manifest.shards)} shards, each verified before it is kept)")
-        get_run_logger().warning(f"{e}; {what}")
-    if manifest is not None and manifest.config_hash != digest:
+        logger.warning(f"{e}; {what}")
+    if manifest is not None and manifest.config_hash != digest and not _adopt_limit_free_config(manifest, config,
+                                                                                                    digest):
         if not overwrite:
             raise ConfigMismatchError(
                 f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
                 "Use another --out, or --overwrite to start over."
             )
         manifest = None
+    if manifest is not None:
+        try:
+            _same_data(manifest, source, target, logger)
+        except SourceMismatchError:
+            if not overwrite:
+                raise
+            manifest = None
     if manifest is None and overwrite:
         _clear_output(target)
     if manifest is None:
         manifest = Manifest(
             pipeline=pipe.name, output_card_version=pipe.output.version, source=card.name,
-            source_location=reader_location, config_hash=digest, config=config,
+            source_location=source.location, source_fingerprint=source.fingerprint, config_hash=digest, config=config,
             code_version=code_version(), created=now(), updated=now(),
         )
     return manifest
+
+
+def _fit_to_plan(manifest: Manifest, units: list[WorkUnit], target: str, logger) -> None:
+    """Make the manifest's records fit this run's plan. A larger `limit` than the one that made the output
+    extends it: the short last unit of the smaller plan is dropped (shard and quarantine part) and redone at
+    full size, every other unit is kept. A smaller one is refused: an output never shrinks quietly."""
+    planned = {u.key for u in units}
+    end = units[-1].stop if units else 0
+    past = max((int(r.unit.split(":")[1]) for r in manifest.shards), default=0)
+    if past > end:
+        raise ConfigMismatchError(
+            f"{target} holds episodes up to {past} and this run plans {end} (a smaller limit): an output never "
+            "shrinks. Run with a limit of at least that, use another --out, or --overwrite to start over.")
+    fs, root = fsspec.core.url_to_fs(target)
+    index = {u.start: u.index for u in units}
+    for record in [r for r in manifest.shards if r.unit not in planned]:
+        logger.info(f"unit {record.unit} grows to the larger limit's unit: redone")
+        part = f"{root}/{QUARANTINE_STAGING_DIR}/unit-{index[int(record.unit.split(':')[0])]:05d}.parquet"
+        for stale in (f"{root}/{record.path}", part):
+            if fs.exists(stale):
+                fs.rm(stale)
+        manifest.shards = [s for s in manifest.shards if s is not record]
 
 
 def _clear_output(target: str) -> None:
@@ -443,8 +529,9 @@ def _stop_units(futures: dict, target: str, error: BaseException, logger) -> Non
 
 
 def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, manifest: Manifest, target: str,
-               label: str, logger) -> list[Quarantined]:
-    """Submit every unit, record each shard as it lands; returns the units that failed, as quarantine records.
+               label: str, ids: list[str], logger) -> list[Quarantined]:
+    """Submit every unit, record each shard as it lands; returns the episodes of the units that failed, as
+    quarantine records (one per episode, `ids` in reader order: the card counts episodes, not units).
 
     A RunAbortError from a unit (a fault that fails every unit alike) is not retried and stops the run: no
     more units are waited on, those not started are cancelled, the manifest and quarantine keep the
@@ -456,7 +543,7 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
                                            retry_condition_fn=_retry_unless_aborted)
     futures = {unit_task.submit(*args, target, u): u for u in todo}
     try:
-        _record_units(futures, total, manifest, target, label, logger, failures)
+        _record_units(futures, total, manifest, target, label, ids, logger, failures)
     except BaseException as e:
         # Whatever stops the run (a RunAbortError, a full disk while saving, Ctrl-C), the units still running
         # must not write on after the lease is released: stop them and wait for every one before leaving.
@@ -469,9 +556,9 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
     return failures
 
 
-def _record_units(futures: dict, total: int, manifest: Manifest, target: str, label: str, logger,
+def _record_units(futures: dict, total: int, manifest: Manifest, target: str, label: str, ids: list[str], logger,
                   failures: list[Quarantined]) -> None:
-    """Record each unit's shard in the manifest as it lands; a failed unit becomes a quarantine record."""
+    """Record each unit's shard in the manifest as it lands; a failed unit's episodes become quarantine records."""
     # A progress bar for people at a terminal; deployments and CI get the log lines only.
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
         progress = bar.add_task(label, total=total, completed=total - len(futures))
@@ -484,8 +571,9 @@ def _record_units(futures: dict, total: int, manifest: Manifest, target: str, la
                 raise
             except Exception as e:  # one bad unit must not kill the run; it is retried next time
                 logger.error(f"unit {unit.key} failed: {e!r}")
-                failures.append(Quarantined(f"unit:{unit.key}", f"{type(e).__name__}: {e}", "unit",
-                                            manifest.source, unit.key))
+                reason = f"unit failed: {type(e).__name__}: {e}"
+                failures += [Quarantined(episode_id, reason, "unit", manifest.source, unit.key)
+                             for episode_id in ids[unit.start:unit.stop]]
                 continue
             manifest.add_shard(record)  # a shard repeating another's episode stops the run here
             _check_lease()  # a run whose lease was taken over must not overwrite the new holder's manifest
@@ -531,7 +619,7 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         if secret_options(p["options"]):  # before anything can fail: Prefect recorded the parameters already
             redact_recorded_options(p["options"])
         check_run_arguments(p["limit"], p["episodes_per_shard"], p["retries"], p["options"])
-        card = load_source_card(p["source"])
+        card, _ = _run_card(p["source"], p["location"])
         check_card_secrets(card)  # a card file's params (e.g. params.la.extra.vlm) go into the manifest
         target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
@@ -567,9 +655,13 @@ def annotate(
 ) -> Manifest:
     """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable)."""
     logger = get_run_logger()  # arguments and secrets were checked by _holding_output_lease, before the lease
+    started = time.perf_counter()
     options = dict(options or {})
-    card = load_source_card(source)
+    card, given = _run_card(source, location)
     target = output_dir(out, pipeline, card.name)
+    if location and given is None:
+        logger.warning(f"{location} is the embedded sample: this run is {card.name!r}, written to {target}")
+    location = given
     reader = open_reader(card, location)
     total = reader.num_episodes()
     n = total if limit is None else min(total, limit)
@@ -580,10 +672,14 @@ def annotate(
         logger.warning(gripper["warning"])
     pipe = worker_pipeline(pipeline, card, options)
     units = plan_units(n, episodes_per_shard)
-    config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
-    manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
+    # `limit` only adds units (a larger one extends the output), unless run-level stages see every episode.
+    config = {**pipe.config(), "episodes_per_shard": episodes_per_shard, **({"limit": limit} if pipe.stages() else {})}
+    identity = SourceIdentity(reader.location, reader.fingerprint())
+    manifest = _open_manifest(target, pipe, card, identity, config, overwrite)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
-    check_unique_episode_ids(card, _episode_ids(reader, n, target, manifest.config_hash))
+    ids = _episode_ids(reader, n, target, manifest.config_hash)
+    check_unique_episode_ids(card, ids)
+    _fit_to_plan(manifest, units, target, logger)
     done = _verified_units(manifest, units, target, logger)  # skipped only if its bytes still match
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:
@@ -599,14 +695,20 @@ def annotate(
     # file named like a built-in card must not turn into the built-in one).
     args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
     stage_stats = _run_stages(pipe, args, retries, units, target, manifest.config_hash, logger)
-    failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", logger)
+    failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", ids,
+                          logger)
+    failed_units = len({q.unit for q in failures})
     manifest.quarantined = merge_quarantine(target, failures)
     clipped = sum(int(shard.stats.get(GRIPPER_CLIPPED, 0)) for shard in manifest.shards)
     gripper = {**gripper, "clipped_values": clipped} if gripper or clipped else gripper
-    manifest.stats = {**pipe.finalize(target, manifest), **stage_stats, **({"gripper": gripper} if gripper else {})}
+    manifest.stats = {**pipe.finalize(target, manifest), **stage_stats, **({"gripper": gripper} if gripper else {}),
+                      "quarantine": _quarantine_stats(target)}
     manifest.save(target)
     steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
+    manifest.stats = {**manifest.stats, "run": {
+        "episodes": n, "wall_seconds": round(time.perf_counter() - started, 1),  # this run's, resumes count anew
+        "unit_seconds": round(sum(s.seconds for s in manifest.shards), 1)}}  # every unit's, whichever run did it
     card_md = render_card(pipe.output, manifest, card)
     write_text_atomic(f"{target}/{CARD_FILE}", card_md)  # first: a manifest that says complete has its card
     _check_lease()  # a run whose lease was taken over never marks the output complete
@@ -614,7 +716,7 @@ def annotate(
     create_markdown_artifact(
         key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=card_md, description="annotate statistics"
     )
-    _check_outcome(manifest, n, len(failures), steps_ok, target)
+    _check_outcome(manifest, n, failed_units, steps_ok, target)
     return manifest
 
 

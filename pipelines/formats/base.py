@@ -17,9 +17,12 @@ GRIPPER_CLIPPED. Metadata a format needs to open a dataset that is missing or da
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+import fsspec
 import numpy as np
 
 from datasets_cards import GRIPPER_RAW, CardError, Episode, SourceCard
@@ -87,6 +90,18 @@ class SourceReader(ABC):
     def read(self, start: int, stop: int) -> Iterator[object]:
         """Yield Episode or Quarantined for episodes [start, stop) in a deterministic order."""
 
+    def fingerprint(self) -> str:
+        """A cheap identity of the data at `location`, which a resume compares: two copies of one dataset agree
+        wherever they lie, another dataset (another release, another generation of a sample) does not.
+
+        Here: every file's path below the location and its size, in one recursive listing. A format whose
+        metadata already describes its files (RLDS: shard lengths and bytes) hashes that instead."""
+        fs, root = fsspec.core.url_to_fs(self.location)
+        files = fs.find(root, detail=True) if fs.isdir(root) else {root: fs.info(root)}
+        base = root.rstrip("/")
+        listing = sorted((path[len(base):].lstrip("/"), int(info.get("size") or 0)) for path, info in files.items())
+        return fingerprint_of(listing)
+
     def raw_gripper(self, start: int, stop: int) -> list[np.ndarray]:
         """The gripper channel as stored (before normalising) of the readable episodes in [start, stop)."""
         return [item.metadata[GRIPPER_RAW] for item in self.read(start, stop)
@@ -94,6 +109,11 @@ class SourceReader(ABC):
 
     def __iter__(self) -> Iterator[object]:
         return self.read(0, self.num_episodes())
+
+
+def fingerprint_of(value: object) -> str:
+    """A short sha256 of `value`'s JSON (the fingerprint's form: 16 hex digits)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class DuplicateEpisodeIdError(ValueError):

@@ -52,7 +52,7 @@ import numpy as np
 
 from datasets_cards import GRIPPER_RAW, CardError, Episode, EpisodeError, FrameSequence, SourceCard
 from datasets_cards.source import episode_id as make_episode_id
-from pipelines.formats.base import DamagedSourceError, SourceReader, register_reader
+from pipelines.formats.base import DamagedSourceError, SourceReader, fingerprint_of, register_reader
 from pipelines.formats.rlds.tf_setup import quiet_tensorflow
 from pipelines.quarantine import Quarantined
 
@@ -194,6 +194,14 @@ class RldsReader(SourceReader):
             self._check_card_keys(builder.info.features)
             self._builder = builder
         return self._builder
+
+    def fingerprint(self) -> str:
+        """TFDS metadata names every shard with its episode count and bytes: its two files and the folder's file
+        names identify the release without a request per shard (DROID has 2,048 of them on GCS)."""
+        version_dir = resolve_version_dir(self.location)
+        metadata = {name: tf.io.gfile.GFile(f"{version_dir.rstrip('/')}/{name}", "rb").read().decode("utf-8", "replace")
+                    for name in METADATA_FILES}
+        return fingerprint_of({"metadata": metadata, "files": sorted(tf.io.gfile.listdir(version_dir))})
 
     def _check_card_keys(self, features: tfds.features.FeaturesDict) -> None:
         steps = features[STEPS].feature

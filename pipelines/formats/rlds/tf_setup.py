@@ -16,6 +16,9 @@ _configured = False
 def quiet_tensorflow(threads: int | None = None) -> None:
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF prints its oneDNN notice twice through absl, before any log level applies; oneDNN speeds up math
+    # ops, and TF here only parses records and decodes images.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if _configured:
         return
     import tensorflow as tf
