@@ -3,7 +3,8 @@
 annotate (per episode)
     target phrase from the instruction (rules or an LLM) → decode each chosen
     camera's frames (threads) → batched detection of the phrase (Grounding DINO by
-    default; with `phase_aware`, the destination while the gripper holds) → best box
+    default; with `phase_aware`, the destination while the gripper holds the object:
+    annotators/gripper.py) → best box
     per frame → temporal consistency per phase (jumps rejected, short gaps
     interpolated, the rest flagged no_box) → crop window (margin, minimum size,
     clipping, optional square) → one row per frame and camera.
@@ -41,9 +42,9 @@ from annotators.gaze import (
     consistent_track,
     crop_image,
     detections_to_track,
-    gripper_to_holding,
     runs,
 )
+from annotators.gripper import gripper_to_holding
 from annotators.phrases import PhraseExtractor, TargetPhrases, to_detector_prompt
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
@@ -57,6 +58,7 @@ from pipelines.phrases import run_phrase_extractor
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
 DEFAULT_MONTAGE_ROWS = 8
+OBJECT, DESTINATION = "object", "destination"  # the `phase` column: which phrase the detector was asked for
 
 
 @register_pipeline("gaze")
@@ -121,26 +123,35 @@ class GazePipeline(Pipeline):
         )
         return track, detections
 
+    def holding(self, episode: Episode) -> np.ndarray:
+        """T bool: the frames where the gripper holds the object (closes of the card's normalised gripper)."""
+        p, gripper = self.params, self.source.gripper
+        # A commanded gripper (LIBERO/CALVIN actions) reads fully closed on an object too: no missed-grasp test.
+        empty_close = p.empty_close if gripper is not None and gripper.source == "state" else None
+        return gripper_to_holding(episode.gripper, p.close_rise, p.min_close_frames, empty_close)
+
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:
         target = self.phrases(episode)
-        holding = np.zeros(episode.num_frames, bool)
+        phases = [OBJECT] * episode.num_frames
         if self.params.phase_aware and target.destination:
-            holding = gripper_to_holding(episode.gripper, self.params.grasp_threshold)
-        object_prompt = to_detector_prompt(target.object)
-        destination_prompt = to_detector_prompt(target.destination) if target.destination else object_prompt
-        prompts = [destination_prompt if h else object_prompt for h in holding]
+            phases = [DESTINATION if h else OBJECT for h in self.holding(episode)]
+        phrase = {OBJECT: to_detector_prompt(target.object)}
+        if target.destination:
+            phrase[DESTINATION] = to_detector_prompt(target.destination)
+        prompts = [phrase[phase] for phase in phases]
         # Every chosen camera is decoded and checked before any detection: a bad frame costs no model time.
         decoded = {camera: self.frames(episode, camera) for camera in self.cameras(episode)}
         rows: list[dict[str, Any]] = []
         for camera, frames in decoded.items():
             track, _ = self.track(frames, prompts, episode.fps)
             row = functools.partial(self.row, episode, camera, encoded=episode.frames[camera].encoded, track=track)
-            rows.extend(self.pool.map(lambda t, row=row, frames=frames: row(t, frames[t], prompt=prompts[t]),
+            rows.extend(self.pool.map(lambda t, row=row, frames=frames: row(t, frames[t], prompt=prompts[t],
+                                                                            phase=phases[t]),
                                       range(episode.num_frames)))
         return rows
 
     def row(self, episode: Episode, camera: str, t: int, image: np.ndarray, encoded, track: GazeTrack,
-            prompt: str) -> dict[str, Any]:
+            prompt: str, phase: str) -> dict[str, Any]:
         height, width = image.shape[:2]
         p = self.params
         box = crop_box = crop = None
@@ -153,7 +164,8 @@ class GazePipeline(Pipeline):
         score = track.scores[t]
         return {
             "episode_id": episode.episode_id, "source": episode.source, "frame_index": t, "camera": camera,
-            "instruction": episode.instruction, "target_phrase": prompt, "image": image_bytes, "crop": crop,
+            "instruction": episode.instruction, "target_phrase": prompt, "phase": phase,
+            "image": image_bytes, "crop": crop,
             "box": None if box is None else [float(v) for v in box],
             "crop_box": None if crop_box is None else [int(v) for v in crop_box],
             "score": None if not np.isfinite(score) else float(score), "flags": track.flags[t],
@@ -170,6 +182,7 @@ class GazePipeline(Pipeline):
             "frames": len(rows), "with_box": sum(r["box"] is not None for r in rows), "flags": dict(flags),
             "episode_coverage": [round(float(np.mean(v)), 4) for v in per_episode.values()],
             "phrases": dict(Counter(r["target_phrase"] for r in rows)),
+            "destination_frames": sum(r["phase"] == DESTINATION for r in rows),
         }
 
     def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
@@ -187,6 +200,7 @@ class GazePipeline(Pipeline):
         stats: dict[str, Any] = {
             "frames": frames, "with_box": with_box, "coverage": round(with_box / frames, 4) if frames else 0.0,
             "flags": {k: int(flags.get(k, 0)) for k in sorted(flags)},
+            "destination_frames": sum(s.get("destination_frames", 0) for s in records),
             "episode_coverage": {
                 "episodes": len(cov),
                 "min": round(float(cov.min()), 4) if len(cov) else 0.0,
