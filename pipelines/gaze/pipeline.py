@@ -14,14 +14,15 @@ annotate (per episode)
     montage tiles and everything after the unit only ever hold frames that decoded. The
     episode rather than the frame: the track's consistency, gaps and phases are per episode.
 finalize (per run)
-    coverage statistics from the shards' records and a montage PNG of full images
-    with their boxes next to the crops.
+    coverage statistics from the shards' records and a montage PNG (pipelines/gaze/montage.py): full
+    images with crop window and box next to their crops, an example frame of each of the first episodes
+    and one frame per quality flag of the run, each labelled in full, under a legend.
 
 Options (flags, recorded in the manifest): any GazeParams field (model, device is
 below, phrase_extractor, detector, square, ...) overrides the card; device
 ("auto" | "cpu" | "cuda:0"); llm (dict: model, base_url, api_key) and llm_cache
-(fsspec path of the reply cache) for the llm extractor; montage (rows in the
-montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
+(fsspec path of the reply cache) for the llm extractor; montage (example episodes in
+the montage, 0 = no montage); decode_workers (threads decoding and encoding JPEG).
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
 from pipelines.base import Pipeline, checked_frames, register_pipeline
-from pipelines.gaze.montage import row_to_tile_png
+from pipelines.gaze.montage import (
+    EXAMPLE,
+    SHOWN_FLAGS,
+    choose_tiles,
+    flag_tiles,
+    legend_image,
+    row_to_tile_png,
+)
 from pipelines.io import write_bytes_atomic
 from pipelines.io.montage import TILES_DIR, write_montage
 from pipelines.phrases import run_phrase_extractor
@@ -76,6 +84,9 @@ class GazePipeline(Pipeline):
         # Units of one worker share the model; one forward pass at a time: on a GPU they queue anyway, and
         # on a CPU two torch calls from two threads oversubscribe the cores (each spins its own OpenMP team).
         self.model_lock = threading.Lock()
+        # Per output folder, the lowest episode index this worker drew a montage tile of each flag from.
+        self.flag_tiles_drawn: dict[str, dict[str, int]] = {}
+        self.flag_tiles_lock = threading.Lock()
 
     def detector_config(self) -> DetectorConfig:
         p = self.params
@@ -212,19 +223,39 @@ class GazePipeline(Pipeline):
             "params": self.params.model_dump(mode="json", exclude={"extra"}),
         }
         tiles = [t for s in records for t in s.get("montage_tiles", [])][: self.montage_rows]
-        stats["montage"] = write_montage(out_dir, tiles) if tiles else None
+        flagged: dict[str, list] = {}
+        for s in records:
+            for flag, candidates in s.get("montage_flag_tiles", {}).items():
+                flagged.setdefault(flag, []).extend(candidates)
+        tiles += flag_tiles(flagged)
+        stats["montage"] = write_montage(out_dir, tiles, legend_image()) if tiles else None
         return stats
 
     @property
     def montage_rows(self) -> int:
         return int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
 
+    def flags_to_draw(self, out_dir: str, index: int, rows: list[dict[str, Any]]) -> set[str]:
+        """The flags of an episode's rows to draw a montage tile of: those this worker has drawn from no
+        earlier episode. The run's lowest episode with a flag always draws it, whichever worker has it,
+        so finalize's pick (the lowest index) does not depend on scheduling, and a retried unit redraws."""
+        present = {f for r in rows for f in r["flags"]} & set(SHOWN_FLAGS)
+        with self.flag_tiles_lock:
+            lowest = self.flag_tiles_drawn.setdefault(out_dir, {})
+            chosen = {f for f in present if index <= lowest.get(f, index)}
+            lowest.update(dict.fromkeys(chosen, index))
+        return chosen
+
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
-        """The montage tile of the first `montage` episodes: their middle frame that has a crop."""
-        with_crop = [r for r in rows if r["crop"] is not None]
-        if index >= self.montage_rows or not with_crop:
+        """Montage tiles: the example frame of the first `montage` episodes, and frames of the flags to draw."""
+        if not self.montage_rows:
             return {}
-        row = min(with_crop, key=lambda r: abs(r["frame_index"] - episode.num_frames // 2))
-        relative = f"{TILES_DIR}/tile-{index:06d}.png"
-        write_bytes_atomic(f"{out_dir}/{relative}", row_to_tile_png(row))
-        return {"montage_tiles": [relative]}
+        stats: dict[str, Any] = {}
+        for reason, row in choose_tiles(rows, index < self.montage_rows, self.flags_to_draw(out_dir, index, rows)):
+            relative = f"{TILES_DIR}/tile-{index:06d}-{reason}.png"
+            write_bytes_atomic(f"{out_dir}/{relative}", row_to_tile_png(row, reason))
+            if reason == EXAMPLE:
+                stats["montage_tiles"] = [relative]
+            else:
+                stats.setdefault("montage_flag_tiles", {})[reason] = [[index, relative]]
+        return stats
