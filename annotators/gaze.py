@@ -9,6 +9,8 @@ flagged `interpolated`, and boxes that jump implausibly are flagged
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ REJECTED_JUMP = "rejected_jump"
 NO_BOX = "no_box"
 LOW_SCORE = "low_score"
 FLAGS = (DETECTED, INTERPOLATED, REJECTED_JUMP, NO_BOX, LOW_SCORE)
+ROUNDING_SLACK = 1e-6  # pixels a crop side may exceed a whole number by before it rounds up
 
 
 @dataclass
@@ -54,7 +57,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
     union = area(a) + area(b) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
@@ -100,7 +103,7 @@ def track_to_filled(boxes: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nda
     filled = np.array(boxes, dtype=np.float32, copy=True)
     interpolated = np.zeros(len(filled), bool)
     present = np.flatnonzero(np.isfinite(filled).all(axis=1))
-    for left, right in zip(present[:-1], present[1:]):
+    for left, right in itertools.pairwise(present):
         gap = right - left - 1
         if 0 < gap <= max_gap:
             w = (np.arange(1, gap + 1) / (gap + 1))[:, None]
@@ -166,39 +169,47 @@ def runs(values: np.ndarray) -> list[tuple[int, int]]:
         return []
     cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
     bounds = np.concatenate([[0], cuts, [len(values)]])
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
-def gripper_to_holding(gripper: np.ndarray, grasp_threshold: float) -> np.ndarray:
-    """T bool: the gripper is closed (≥ threshold, 0 = open, 1 = closed), so the target is the destination."""
-    return np.asarray(gripper, np.float32) >= grasp_threshold
+def crop_side(extent: float, margin: float, min_size: int) -> int:
+    """Whole pixels of a crop along one axis: the box's extent plus `margin` of it on each side, at least `min_size`."""
+    # Rounded up, so the window never falls short of box + margins; the slack keeps 20 × 1.3
+    # (26.000000000000004 in floating point) at 26 pixels rather than 27.
+    return max(int(min_size), math.ceil(extent * (1 + 2 * margin) - ROUNDING_SLACK))
 
 
 def box_to_crop_box(
     box: np.ndarray, width: int, height: int, *, margin: float, min_size: int, square: bool
 ) -> np.ndarray:
-    """The crop window (int32 xyxy) around a box: margin on each side, at least `min_size` wide and tall,
-    optionally square, moved inside the image when it fits and clipped when it does not."""
+    """The crop window (int32 xyxy) around a box, of an exact size.
+
+    Each side is `crop_side` (with `square`, both are the larger one), clipped to the image where the
+    image is smaller (`crop_image` pads a clipped square window back to a square). The window is centred
+    on the box (halves rounded up), moved to hold the box's whole pixels when its size allows, and slid
+    inside the image.
+    """
     x0, y0, x1, y1 = (float(v) for v in box)
     if not np.isfinite([x0, y0, x1, y1]).all():
         raise ValueError(f"crop of a box with non-finite coordinates: {box}")
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w = max((x1 - x0) * (1 + 2 * margin), min_size)
-    h = max((y1 - y0) * (1 + 2 * margin), min_size)
+    w, h = crop_side(x1 - x0, margin, min_size), crop_side(y1 - y0, margin, min_size)
     if square:
         w = h = max(w, h)
     out = []
-    for centre, size, limit in ((cx, w, width), (cy, h, height)):
-        lo = centre - size / 2
-        lo = min(max(lo, 0.0), max(limit - size, 0.0))  # slide inside the image when the window fits
-        a, b = int(np.floor(lo)), int(np.ceil(lo + size))
-        out.append((max(a, 0), min(b, limit)))
+    for lo, hi, size, limit in ((x0, x1, w, width), (y0, y1, h, height)):
+        size = min(size, limit)
+        start = math.floor((lo + hi - size) / 2 + 0.5)
+        if size >= math.ceil(hi) - math.floor(lo):  # a fractional box would otherwise lose its edge pixel
+            start = min(max(start, math.ceil(hi) - size), math.floor(lo))
+        start = min(max(start, 0), limit - size)
+        out.append((start, start + size))
     (ax, bx), (ay, by) = out
     return np.array([ax, ay, bx, by], np.int32)
 
 
 def crop_image(image: np.ndarray, crop_box: np.ndarray, square: bool = False) -> np.ndarray:
-    """A copy of the crop window; with `square`, zero-padded (centred) to a square when clipping left it oblong."""
+    """A copy of the crop window; with `square`, zero-padded (centred) to a square when clipping left it oblong:
+    its side is then the window's longer one (a square window larger than the image keeps the image's longer side)."""
     x0, y0, x1, y1 = (int(v) for v in crop_box)
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"empty crop window {crop_box.tolist()}")

@@ -1,4 +1,4 @@
-"""Pure algorithms of the pixel pipeline (PixelVLA §4.2): first close, box geometry, mask filters, visual prompts, projection."""
+"""Pure algorithms of the pixel pipeline (PixelVLA §4.2; the first close is annotators/gripper.py): box geometry, mask filters, visual prompts, projection."""
 
 from annotators.pixel.filters import (
     EMPTY_MASK,
@@ -10,7 +10,6 @@ from annotators.pixel.filters import (
     mask_problem,
     rejection_code,
 )
-from annotators.pixel.first_close import first_close_frame
 from annotators.pixel.geometry import (
     box_area,
     box_contains,
@@ -32,7 +31,6 @@ __all__ = [
     "VisualPrompts",
     "box_area",
     "box_contains",
-    "first_close_frame",
     "fit_projection",
     "mask_box",
     "mask_centroid",

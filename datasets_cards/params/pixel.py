@@ -14,7 +14,7 @@ class PixelParams(Params):
     """Pixel-160K: first gripper-close frame → gripper proposal → target mask → visual prompts."""
 
     camera: str = ""  # the one third-person camera; empty = the card's first exterior camera
-    # First gripper-close frame G (annotators/pixel/first_close.py): the normalised gripper rising at
+    # First gripper-close frame G (annotators/gripper.py): the normalised gripper rising at
     # least `close_rise` above its open level for `min_close_frames` frames (a gripper closed on an
     # object reads anywhere from ~0.3 to 1, so a close is a rise, not a level; shorter runs are noise).
     close_rise: float = 0.15

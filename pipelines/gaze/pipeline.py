@@ -3,7 +3,8 @@
 annotate (per episode)
     target phrase from the instruction (rules or an LLM) → decode each chosen
     camera's frames (threads) → batched detection of the phrase (Grounding DINO by
-    default; with `phase_aware`, the destination while the gripper holds) → best box
+    default; with `phase_aware`, the destination while the gripper holds the object:
+    annotators/gripper.py) → best box
     per frame → temporal consistency per phase (jumps rejected, short gaps
     interpolated, the rest flagged no_box) → crop window (margin, minimum size,
     clipping, optional square) → one row per frame and camera.
@@ -13,14 +14,15 @@ annotate (per episode)
     montage tiles and everything after the unit only ever hold frames that decoded. The
     episode rather than the frame: the track's consistency, gaps and phases are per episode.
 finalize (per run)
-    coverage statistics from the shards' records and a montage PNG of full images
-    with their boxes next to the crops.
+    coverage statistics from the shards' records and a montage PNG (pipelines/gaze/montage.py): full
+    images with crop window and box next to their crops, an example frame of each of the first episodes
+    and one frame per quality flag of the run, each labelled in full, under a legend.
 
 Options (flags, recorded in the manifest): any GazeParams field (model, device is
 below, phrase_extractor, detector, square, ...) overrides the card; device
 ("auto" | "cpu" | "cuda:0"); llm (dict: model, base_url, api_key) and llm_cache
-(fsspec path of the reply cache) for the llm extractor; montage (rows in the
-montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
+(fsspec path of the reply cache) for the llm extractor; montage (example episodes in
+the montage, 0 = no montage); decode_workers (threads decoding and encoding JPEG).
 """
 
 from __future__ import annotations
@@ -41,22 +43,30 @@ from annotators.gaze import (
     consistent_track,
     crop_image,
     detections_to_track,
-    gripper_to_holding,
     runs,
 )
+from annotators.gripper import gripper_to_holding
 from annotators.phrases import PhraseExtractor, TargetPhrases, to_detector_prompt
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
 from datasets_cards.params import with_overrides
 from pipelines.base import Pipeline, checked_frames, register_pipeline
-from pipelines.gaze.montage import row_to_tile_png
+from pipelines.gaze.montage import (
+    EXAMPLE,
+    SHOWN_FLAGS,
+    choose_tiles,
+    flag_tiles,
+    legend_image,
+    row_to_tile_png,
+)
 from pipelines.io import write_bytes_atomic
 from pipelines.io.montage import TILES_DIR, write_montage
 from pipelines.phrases import run_phrase_extractor
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
 DEFAULT_MONTAGE_ROWS = 8
+OBJECT, DESTINATION = "object", "destination"  # the `phase` column: which phrase the detector was asked for
 
 
 @register_pipeline("gaze")
@@ -74,6 +84,9 @@ class GazePipeline(Pipeline):
         # Units of one worker share the model; one forward pass at a time: on a GPU they queue anyway, and
         # on a CPU two torch calls from two threads oversubscribe the cores (each spins its own OpenMP team).
         self.model_lock = threading.Lock()
+        # Per output folder, the lowest episode index this worker drew a montage tile of each flag from.
+        self.flag_tiles_drawn: dict[str, dict[str, int]] = {}
+        self.flag_tiles_lock = threading.Lock()
 
     def detector_config(self) -> DetectorConfig:
         p = self.params
@@ -121,26 +134,35 @@ class GazePipeline(Pipeline):
         )
         return track, detections
 
+    def holding(self, episode: Episode) -> np.ndarray:
+        """T bool: the frames where the gripper holds the object (closes of the card's normalised gripper)."""
+        p, gripper = self.params, self.source.gripper
+        # A commanded gripper (LIBERO/CALVIN actions) reads fully closed on an object too: no missed-grasp test.
+        empty_close = p.empty_close if gripper is not None and gripper.source == "state" else None
+        return gripper_to_holding(episode.gripper, p.close_rise, p.min_close_frames, empty_close)
+
     def annotate(self, episode: Episode) -> list[dict[str, Any]]:
         target = self.phrases(episode)
-        holding = np.zeros(episode.num_frames, bool)
+        phases = [OBJECT] * episode.num_frames
         if self.params.phase_aware and target.destination:
-            holding = gripper_to_holding(episode.gripper, self.params.grasp_threshold)
-        object_prompt = to_detector_prompt(target.object)
-        destination_prompt = to_detector_prompt(target.destination) if target.destination else object_prompt
-        prompts = [destination_prompt if h else object_prompt for h in holding]
+            phases = [DESTINATION if h else OBJECT for h in self.holding(episode)]
+        phrase = {OBJECT: to_detector_prompt(target.object)}
+        if target.destination:
+            phrase[DESTINATION] = to_detector_prompt(target.destination)
+        prompts = [phrase[phase] for phase in phases]
         # Every chosen camera is decoded and checked before any detection: a bad frame costs no model time.
         decoded = {camera: self.frames(episode, camera) for camera in self.cameras(episode)}
         rows: list[dict[str, Any]] = []
         for camera, frames in decoded.items():
             track, _ = self.track(frames, prompts, episode.fps)
             row = functools.partial(self.row, episode, camera, encoded=episode.frames[camera].encoded, track=track)
-            rows.extend(self.pool.map(lambda t, row=row, frames=frames: row(t, frames[t], prompt=prompts[t]),
+            rows.extend(self.pool.map(lambda t, row=row, frames=frames: row(t, frames[t], prompt=prompts[t],
+                                                                            phase=phases[t]),
                                       range(episode.num_frames)))
         return rows
 
     def row(self, episode: Episode, camera: str, t: int, image: np.ndarray, encoded, track: GazeTrack,
-            prompt: str) -> dict[str, Any]:
+            prompt: str, phase: str) -> dict[str, Any]:
         height, width = image.shape[:2]
         p = self.params
         box = crop_box = crop = None
@@ -153,7 +175,8 @@ class GazePipeline(Pipeline):
         score = track.scores[t]
         return {
             "episode_id": episode.episode_id, "source": episode.source, "frame_index": t, "camera": camera,
-            "instruction": episode.instruction, "target_phrase": prompt, "image": image_bytes, "crop": crop,
+            "instruction": episode.instruction, "target_phrase": prompt, "phase": phase,
+            "image": image_bytes, "crop": crop,
             "box": None if box is None else [float(v) for v in box],
             "crop_box": None if crop_box is None else [int(v) for v in crop_box],
             "score": None if not np.isfinite(score) else float(score), "flags": track.flags[t],
@@ -170,6 +193,7 @@ class GazePipeline(Pipeline):
             "frames": len(rows), "with_box": sum(r["box"] is not None for r in rows), "flags": dict(flags),
             "episode_coverage": [round(float(np.mean(v)), 4) for v in per_episode.values()],
             "phrases": dict(Counter(r["target_phrase"] for r in rows)),
+            "destination_frames": sum(r["phase"] == DESTINATION for r in rows),
         }
 
     def finalize(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
@@ -187,6 +211,7 @@ class GazePipeline(Pipeline):
         stats: dict[str, Any] = {
             "frames": frames, "with_box": with_box, "coverage": round(with_box / frames, 4) if frames else 0.0,
             "flags": {k: int(flags.get(k, 0)) for k in sorted(flags)},
+            "destination_frames": sum(s.get("destination_frames", 0) for s in records),
             "episode_coverage": {
                 "episodes": len(cov),
                 "min": round(float(cov.min()), 4) if len(cov) else 0.0,
@@ -198,19 +223,39 @@ class GazePipeline(Pipeline):
             "params": self.params.model_dump(mode="json", exclude={"extra"}),
         }
         tiles = [t for s in records for t in s.get("montage_tiles", [])][: self.montage_rows]
-        stats["montage"] = write_montage(out_dir, tiles) if tiles else None
+        flagged: dict[str, list] = {}
+        for s in records:
+            for flag, candidates in s.get("montage_flag_tiles", {}).items():
+                flagged.setdefault(flag, []).extend(candidates)
+        tiles += flag_tiles(flagged)
+        stats["montage"] = write_montage(out_dir, tiles, legend_image()) if tiles else None
         return stats
 
     @property
     def montage_rows(self) -> int:
         return int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
 
+    def flags_to_draw(self, out_dir: str, index: int, rows: list[dict[str, Any]]) -> set[str]:
+        """The flags of an episode's rows to draw a montage tile of: those this worker has drawn from no
+        earlier episode. The run's lowest episode with a flag always draws it, whichever worker has it,
+        so finalize's pick (the lowest index) does not depend on scheduling, and a retried unit redraws."""
+        present = {f for r in rows for f in r["flags"]} & set(SHOWN_FLAGS)
+        with self.flag_tiles_lock:
+            lowest = self.flag_tiles_drawn.setdefault(out_dir, {})
+            chosen = {f for f in present if index <= lowest.get(f, index)}
+            lowest.update(dict.fromkeys(chosen, index))
+        return chosen
+
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
-        """The montage tile of the first `montage` episodes: their middle frame that has a crop."""
-        with_crop = [r for r in rows if r["crop"] is not None]
-        if index >= self.montage_rows or not with_crop:
+        """Montage tiles: the example frame of the first `montage` episodes, and frames of the flags to draw."""
+        if not self.montage_rows:
             return {}
-        row = min(with_crop, key=lambda r: abs(r["frame_index"] - episode.num_frames // 2))
-        relative = f"{TILES_DIR}/tile-{index:06d}.png"
-        write_bytes_atomic(f"{out_dir}/{relative}", row_to_tile_png(row))
-        return {"montage_tiles": [relative]}
+        stats: dict[str, Any] = {}
+        for reason, row in choose_tiles(rows, index < self.montage_rows, self.flags_to_draw(out_dir, index, rows)):
+            relative = f"{TILES_DIR}/tile-{index:06d}-{reason}.png"
+            write_bytes_atomic(f"{out_dir}/{relative}", row_to_tile_png(row, reason))
+            if reason == EXAMPLE:
+                stats["montage_tiles"] = [relative]
+            else:
+                stats.setdefault("montage_flag_tiles", {})[reason] = [[index, relative]]
+        return stats

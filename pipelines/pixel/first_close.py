@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from annotators.pixel import first_close_frame
+from annotators.gripper import first_close_frame
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.params.pixel import PixelParams

@@ -14,8 +14,8 @@ from annotators.gaze import (
     box_to_crop_box,
     consistent_track,
     crop_image,
+    crop_side,
     detections_to_track,
-    gripper_to_holding,
     runs,
     track_coverage,
     track_to_filled,
@@ -23,7 +23,7 @@ from annotators.gaze import (
 )
 
 SIZE = (200, 100)  # width, height
-SETTINGS = dict(jump_iou=0.1, max_centre_speed=1.0, neighbours=2, max_gap=3, low_score=0.35)
+SETTINGS = {"jump_iou": 0.1, "max_centre_speed": 1.0, "neighbours": 2, "max_gap": 3, "low_score": 0.35}
 
 
 def steady_track(t: int, speed: float = 1.0) -> np.ndarray:
@@ -133,10 +133,6 @@ def test_runs_split_at_changes(values, expected):
     assert runs(np.array(values)) == expected
 
 
-def test_holding_follows_the_gripper_threshold():
-    assert gripper_to_holding(np.array([0.0, 0.4, 0.5, 1.0, 0.2]), 0.5).tolist() == [False, False, True, True, False]
-
-
 W, H = 200, 100
 
 
@@ -176,3 +172,59 @@ def test_crop_is_a_copy_and_square_pads_centred():
 def test_empty_crop_window_raises():
     with pytest.raises(ValueError, match="empty crop"):
         crop_image(np.zeros((4, 4, 3), np.uint8), np.array([2, 2, 2, 3]))
+
+
+def random_boxes(rng: np.random.Generator, n: int):
+    """(box, width, height, margin, min_size): fractional boxes inside images of many sizes, some tiny, some huge."""
+    for _ in range(n):
+        width, height = (int(v) for v in rng.integers(8, 400, 2))
+        bw, bh = rng.uniform(0.5, width), rng.uniform(0.5, height)
+        x0, y0 = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
+        margin = float(rng.choice([0.0, 0.15, rng.uniform(0, 0.6)]))
+        yield np.array([x0, y0, x0 + bw, y0 + bh], np.float32), width, height, margin, int(rng.integers(1, 160))
+
+
+@pytest.mark.parametrize("square", [False, True])
+def test_crop_sizes_are_exact_for_random_boxes(square):
+    rng = np.random.default_rng(19)
+    for box, width, height, margin, min_size in random_boxes(rng, 3000):
+        crop_box = box_to_crop_box(box, width, height, margin=margin, min_size=min_size, square=square)
+        x0, y0, x1, y1 = crop_box.tolist()
+        want_w = crop_side(float(box[2]) - float(box[0]), margin, min_size)
+        want_h = crop_side(float(box[3]) - float(box[1]), margin, min_size)
+        assert want_w >= (box[2] - box[0]) * (1 + 2 * margin) - 1e-3 and want_w >= min_size
+        if square:
+            want_w = want_h = max(want_w, want_h)
+        case = (box.tolist(), width, height, margin, min_size)
+        assert (x1 - x0, y1 - y0) == (min(want_w, width), min(want_h, height)), case
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, case
+        if x1 - x0 >= np.ceil(box[2]) - np.floor(box[0]):  # room for the box's pixels: all of them inside
+            assert x0 <= box[0] and box[2] <= x1, case
+        if y1 - y0 >= np.ceil(box[3]) - np.floor(box[1]):
+            assert y0 <= box[1] and box[3] <= y1, case
+        crop = crop_image(np.zeros((height, width, 3), np.uint8), crop_box, square)
+        if square:
+            side = max(min(want_w, width), min(want_h, height))
+            assert crop.shape[:2] == (side, side), case
+        else:
+            assert crop.shape[:2] == (y1 - y0, x1 - x0), case
+
+
+@pytest.mark.parametrize("offset", np.linspace(0, 1, 11))
+def test_min_crop_64_is_64_by_64_wherever_the_box_sits(offset):
+    # Small boxes at fractional positions once gave 64×64, 64×65, 65×64 and 65×65 crops.
+    box = np.array([100.3 + offset, 40.7 + offset, 110.1 + offset, 52.9 + offset], np.float32)
+    crop_box = box_to_crop_box(box, 256, 256, margin=0.15, min_size=64, square=False)
+    assert (crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]) == (64, 64)
+
+
+def test_a_square_window_is_square_and_one_that_would_be_96_is_96():
+    # Once 96×97: the two axes rounded their fractional ends apart.
+    box = np.array([80.4, 60.6, 150.2, 120.1], np.float32)  # 69.8 × 59.5: 69.8 × 1.3 = 90.74 → 91
+    crop_box = box_to_crop_box(box, 256, 256, margin=0.15, min_size=96, square=True)
+    assert (crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]) == (96, 96)
+
+
+def test_a_side_of_box_plus_margins_is_not_rounded_up_by_floating_point_error():
+    assert crop_side(20.0, 0.15, 1) == 26  # 20 × 1.3 = 26.000000000000004
+    assert crop_side(20.01, 0.15, 1) == 27

@@ -105,7 +105,8 @@ def gaze_rows(episodes: int = 6, frames: int = 8, size: int = 48, seed: int = 0)
             cx, cy = (x0 + 6) / size - 0.5, (y0 + 6) / size - 0.5
             rows.append({
                 "episode_id": f"ep{e:03d}", "source": "bridge", "frame_index": t, "camera": "image_0",
-                "instruction": "pick up the block", "target_phrase": "block.", "image": _jpeg(image),
+                "instruction": "pick up the block", "target_phrase": "block.", "phase": "object",
+                "image": _jpeg(image),
                 "crop": _jpeg(crop) if has_box else None,
                 "box": [x0, y0, x0 + 12, y0 + 12] if has_box else None,
                 "crop_box": [max(0, x0 - 4), max(0, y0 - 4), x0 + 16, y0 + 16] if has_box else None,

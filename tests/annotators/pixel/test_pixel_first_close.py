@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from annotators.pixel import first_close_frame
+from annotators.gripper import first_close_frame
 
 
 def test_blip_shorter_than_min_hold_is_ignored():

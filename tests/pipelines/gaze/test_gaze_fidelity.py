@@ -10,12 +10,13 @@ import pytest
 
 pytest.importorskip("tensorflow_datasets")
 
-from annotators.detection import Detections, StubDetector  # noqa: E402
-from annotators.phrases import extract_phrases  # noqa: E402
-from benchmarks.fidelity import mean_box_iou  # noqa: E402
-from datasets_cards import load_source_card  # noqa: E402
-from pipelines.formats import open_reader  # noqa: E402
-from pipelines.gaze.pipeline import GazePipeline  # noqa: E402
+from annotators.detection import Detections, StubDetector
+from annotators.gaze import crop_side
+from annotators.phrases import extract_phrases
+from benchmarks.fidelity import mean_box_iou
+from datasets_cards import load_source_card
+from pipelines.formats import open_reader
+from pipelines.gaze.pipeline import GazePipeline
 
 CAMERA = "image_0"
 
@@ -75,8 +76,8 @@ def test_crop_windows_hold_the_true_box_inside_the_image_with_the_cards_size(tru
             x0, y0, x1, y1 = row["crop_box"]
             assert 0 <= x0 and 0 <= y0 and x1 <= row["width"] and y1 <= row["height"]
             assert x0 <= box[0] and y0 <= box[1] and x1 >= box[2] and y1 >= box[3]
-            want_w = min(row["width"], max(min_crop, (box[2] - box[0]) * (1 + 2 * margin)))
-            want_h = min(row["height"], max(min_crop, (box[3] - box[1]) * (1 + 2 * margin)))
-            assert want_w <= x1 - x0 <= want_w + 2 and want_h <= y1 - y0 <= want_h + 2
+            want_w = min(row["width"], crop_side(box[2] - box[0], margin, min_crop))
+            want_h = min(row["height"], crop_side(box[3] - box[1], margin, min_crop))
+            assert (x1 - x0, y1 - y0) == (want_w, want_h)  # exact: box + margins, at least min_crop
             checked += 1
     assert checked > 0

@@ -20,12 +20,12 @@ def jpeg(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image[..., ::-1])[1].tobytes()
 
 
-def episode(instruction="put the red block in the bowl", gripper=None, encoded=True) -> Episode:
+def episode(instruction="put the red block in the bowl", gripper=None, encoded=True, camera="image_0") -> Episode:
     frames = np.zeros((T, H, W, 3), np.uint8)
     frames[:, 20:36, 20:36] = (220, 30, 30)
     seq = FrameSequence([jpeg(f) for f in frames]) if encoded else FrameSequence.from_array(frames)
     return Episode(
-        episode_id="ep0", source="bridge", instruction=instruction, fps=5.0, frames={"image_0": seq},
+        episode_id="ep0", source="bridge", instruction=instruction, fps=5.0, frames={camera: seq},
         arm_state=np.arange(T * 6, dtype=np.float32).reshape(T, 6),
         gripper=np.zeros(T) if gripper is None else gripper, actions=np.ones((T, 7)),
     )
@@ -83,11 +83,31 @@ def test_outlier_rejected_short_gap_interpolated_long_gap_flagged():
 
 
 def test_phase_aware_targets_the_destination_while_the_gripper_holds():
-    gripper = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0], np.float32)
-    rows = pipeline(stub(), phase_aware=True).annotate(episode(gripper=gripper))
+    # A wide object stops the fingers at 0.4: below any fixed "closed" level, but a close that holds.
+    gripper = np.array([0, 0, 0, 0, 0.4, 0.4, 0.4, 0.4, 0, 0, 0, 0], np.float32)
+    pipe = pipeline(stub(), phase_aware=True)
+    rows = pipe.annotate(episode(gripper=gripper))
     assert [r["target_phrase"] for r in rows] == ["red block."] * 4 + ["bowl."] * 4 + ["red block."] * 4
+    assert [r["phase"] for r in rows] == ["object"] * 4 + ["destination"] * 4 + ["object"] * 4
     # the switch is not a jump: consistency runs within each phase
     assert all(r["flags"] == [DETECTED] for r in rows) and rows[5]["box"] == DESTINATION_BOX.tolist()
+    assert pipe.unit_stats(rows)["destination_frames"] == 4
+
+
+def test_phase_aware_keeps_the_object_through_a_missed_grasp():
+    # The fingers meet (fully closed, 1.0): nothing is held, the object is still the target.
+    gripper = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0.4, 0.4, 0.4, 0], np.float32)
+    rows = pipeline(stub(), phase_aware=True).annotate(episode(gripper=gripper))
+    assert [r["phase"] for r in rows] == ["object"] * 8 + ["destination"] * 3 + ["object"]
+
+
+def test_a_commanded_gripper_holds_whenever_it_is_closed():
+    # LIBERO's card logs the commanded gripper (+1 = close): fully closed is no sign of a missed grasp.
+    gripper = np.array([0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0], np.float32)
+    pipe = GazePipeline(load_source_card("libero"), {"detector": "stub", "montage": 0, "phase_aware": True},
+                        detector=stub())
+    rows = pipe.annotate(episode(gripper=gripper, camera="agentview"))
+    assert [r["phase"] for r in rows] == ["object"] * 3 + ["destination"] * 5 + ["object"] * 4
 
 
 def test_phase_aware_is_off_by_default():

@@ -105,7 +105,7 @@ def _jpeg(value: int, size=(24, 32)) -> bytes:
 def _gaze_row(episode: str, camera: str, frame: int, *, crop: bool) -> dict:
     return {
         "episode_id": episode, "source": "sample", "frame_index": frame, "camera": camera,
-        "instruction": "pick up the cube", "target_phrase": "cube.", "image": _jpeg(10 * frame),
+        "instruction": "pick up the cube", "target_phrase": "cube.", "phase": "object", "image": _jpeg(10 * frame),
         "crop": _jpeg(200, (8, 8)) if crop else None, "box": [1.0, 2.0, 3.0, 4.0] if crop else None,
         "crop_box": [0, 0, 8, 8] if crop else None, "score": 0.9 if crop else None,
         "flags": ["detected"] if crop else ["no_box", "low_score"], "width": 32, "height": 24,
