@@ -70,6 +70,7 @@ from pipelines.base import Pipeline, Stage, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
     check_card_secrets,
+    check_options,
     check_run_arguments,
     redact_recorded_options,
     secret_options,
@@ -533,6 +534,7 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         check_run_arguments(p["limit"], p["episodes_per_shard"], p["retries"], p["options"])
         card = load_source_card(p["source"])
         check_card_secrets(card)  # a card file's params (e.g. params.la.extra.vlm) go into the manifest
+        check_options(p["pipeline"], card, p["options"])  # unknown keys, bad values: before any model loads
         target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
         with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
@@ -582,6 +584,7 @@ def annotate(
     units = plan_units(n, episodes_per_shard)
     config = {**pipe.config(), "limit": limit, "episodes_per_shard": episodes_per_shard}
     manifest = _open_manifest(target, pipe, card, reader.location, config, overwrite)
+    manifest.models = pipe.models  # where the weights were found, device, dtype (their content is in the hash)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
     check_unique_episode_ids(card, _episode_ids(reader, n, target, manifest.config_hash))
     done = _verified_units(manifest, units, target, logger)  # skipped only if its bytes still match

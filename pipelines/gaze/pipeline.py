@@ -16,23 +16,20 @@ finalize (per run)
     coverage statistics from the shards' records and a montage PNG of full images
     with their boxes next to the crops.
 
-Options (flags, recorded in the manifest): any GazeParams field (model, device is
-below, phrase_extractor, detector, square, ...) overrides the card; device
-("auto" | "cpu" | "cuda:0"); llm (dict: model, base_url, api_key) and llm_cache
-(fsspec path of the reply cache) for the llm extractor; montage (rows in the
-montage, 0 = none); decode_workers (threads decoding and encoding JPEG).
+Options (flags, recorded in the manifest; `python -m pipelines options gaze` lists them): any GazeParams
+field (model, phrase_extractor, detector, square, ...) overrides the card; the run-time keys are GazeOptions.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from annotators.detection import Detector, DetectorConfig, make_detector
 from annotators.gaze import (
@@ -45,6 +42,7 @@ from annotators.gaze import (
     runs,
 )
 from annotators.phrases import PhraseExtractor, TargetPhrases, to_detector_prompt
+from annotators.weights import Weights, require_weights
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
@@ -53,15 +51,23 @@ from pipelines.base import Pipeline, checked_frames, register_pipeline
 from pipelines.gaze.montage import row_to_tile_png
 from pipelines.io import write_bytes_atomic
 from pipelines.io.montage import TILES_DIR, write_montage
-from pipelines.phrases import run_phrase_extractor
+from pipelines.options import ModelOptions, PhraseOptions
+from pipelines.phrases import check_phrase_endpoint, run_phrase_extractor
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
-DEFAULT_MONTAGE_ROWS = 8
+
+
+class GazeOptions(ModelOptions, PhraseOptions):
+    """The gaze pipeline's run-time keys (besides GazeParams' fields)."""
+
+    montage: int = Field(8, ge=0, description="rows in montage.png (0 = none)")
 
 
 @register_pipeline("gaze")
 class GazePipeline(Pipeline):
     concurrency_limit = "gpu"  # Grounding DINO: at most the GPUs' worth of units hold the model at once
+    options_model = GazeOptions
+    run_options: GazeOptions
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None):
         super().__init__(source, options)
@@ -69,16 +75,24 @@ class GazePipeline(Pipeline):
         self.extractor: PhraseExtractor = run_phrase_extractor(self.params.phrase_extractor, self.params.extra,
                                                                 self.options, ENV_LLM_CACHE)
         # Built here, once per worker: missing weights stop the run before any unit starts.
-        self.detector = detector or make_detector(self.params.detector, self.detector_config())
-        self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
+        config = self.detector_config()
+        if detector is None and self.params.detector == "transformers":
+            self.weights = [Weights("Grounding DINO", config.model, "model", config.device, config.dtype)]
+            require_weights(self.weights)
+        self.detector = detector or make_detector(self.params.detector, config)
+        self.pool = ThreadPoolExecutor(self.run_options.decode_workers)
         # Units of one worker share the model; one forward pass at a time: on a GPU they queue anyway, and
         # on a CPU two torch calls from two threads oversubscribe the cores (each spins its own OpenMP team).
         self.model_lock = threading.Lock()
 
+    @classmethod
+    def preflight(cls, params: Any, options: dict[str, Any]) -> None:
+        check_phrase_endpoint(params, options)
+
     def detector_config(self) -> DetectorConfig:
         p = self.params
         return DetectorConfig(
-            model=str(self.options.get("model", p.model)), device=str(self.options.get("device", "auto")),
+            model=p.model, device=self.run_options.device,
             box_threshold=p.box_threshold, text_threshold=p.text_threshold,
             max_detections=p.max_detections, batch_size=p.batch_size,
         )
@@ -203,7 +217,7 @@ class GazePipeline(Pipeline):
 
     @property
     def montage_rows(self) -> int:
-        return int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
+        return self.run_options.montage
 
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
         """The montage tile of the first `montage` episodes: their middle frame that has a crop."""
