@@ -82,6 +82,18 @@ class Generation(BaseModel):
     shards: list[ShardRecord]  # paths under verified/<number>/
 
 
+class ModelRecord(BaseModel):
+    """The checkpoint a model of the run loaded, and how it ran (annotators/weights.py `identify_weights`)."""
+
+    family: str  # e.g. "Grounding DINO"
+    model: str  # as the run named it: a hub id or a local folder
+    folder: str  # the folder it was loaded from (a local path, or the snapshot in the Hugging Face cache)
+    revision: str | None = None  # the snapshot's commit when `folder` is one in the Hugging Face cache
+    sha256: str  # of config.json and the weight files, size-capped (see `identify_weights`)
+    device: str  # the torch device it ran on ("cuda", "cpu", "cuda:1")
+    dtype: str  # what it computed in there (float32 off CUDA)
+
+
 def now() -> str:
     """The manifest's time stamps: UTC, seconds."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -106,6 +118,9 @@ class Manifest(BaseModel):
     verified: Generation | None = None  # the latest review's generation, if any
     quarantined: int = 0
     stats: dict[str, Any] = Field(default_factory=dict)  # run statistics (card.md, artifact)
+    # The checkpoints the latest run loaded, where from, on which device and dtype (empty: none, or a manifest
+    # older than this field). Their content is in `config.weights` and the hash; the rest may differ on resume.
+    models: list[ModelRecord] = Field(default_factory=list)
     _episode_shard: dict[str, str] = PrivateAttr(default_factory=dict)  # episode id → its shard (add_shard)
     _indexed: tuple[int, int] = PrivateAttr(default=(0, -1))
 

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from annotators.weights import Weights, identify_weights
 from datasets_cards import (
     CardError,
     Episode,
@@ -54,8 +55,9 @@ from datasets_cards import (
     load_output_card,
 )
 from datasets_cards.codecs import decode_image
-from datasets_cards.manifest import Manifest
+from datasets_cards.manifest import Manifest, ModelRecord
 from datasets_cards.registry import Registry, modules_named
+from pipelines.options import RunOptions, effective_params, run_options
 
 PIPELINES: Registry[type[Pipeline]] = Registry("pipeline", builtins=modules_named("pipelines", "pipeline"))
 
@@ -102,6 +104,9 @@ class Pipeline(ABC):
     concurrency_limit: ClassVar[str | None] = None
     # False for pipelines that can work from state alone (la: review tasks then carry state plots, and LA-V is skipped).
     needs_cameras: ClassVar[bool] = True
+    # The run-time keys `--option` may give besides the card params' fields (pipelines/options.py): their
+    # types, defaults and help make `python -m pipelines options <name>`; unknown keys are refused before a run.
+    options_model: ClassVar[type[RunOptions]] = RunOptions
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
         if self.needs_cameras and not source.cameras:
@@ -109,16 +114,38 @@ class Pipeline(ABC):
                             "cameras; add them to the card's `cameras`")
         self.source = source
         self.options = dict(options or {})  # run-time overrides (flags), recorded in the manifest
+        self.run_options = run_options(self.options_model, self.options)  # the run-time keys, typed
         self.output: OutputCard = load_output_card(self.name)
+        # The checkpoints this pipeline loads (not the ones injected, nor weightless backends): checked before
+        # any loads, and identified in the manifest (`models`, and their content in the config hash).
+        self.weights: list[Weights] = []
+
+    @classmethod
+    def preflight(cls, params: Any, options: Mapping[str, Any]) -> None:
+        """What must hold before anything loads, beyond the options' own types (an endpoint the environment
+        names): ValueError saying how to fix it. `params`: the card's params with `options` applied."""
+
+    @functools.cached_property
+    def models(self) -> list[ModelRecord]:
+        """Where each of `weights` was found, what it holds (revision, sha256), and the device and dtype it runs in."""
+        return [identify_weights(w) for w in self.weights]
 
     def config(self) -> dict[str, Any]:
-        """Everything that changes the rows: hashed into the manifest (same hash = resumable)."""
-        params = getattr(self.source.params, self.name, None)
+        """Everything that changes the rows: hashed into the manifest (same hash = resumable).
+
+        `params` are the values the run used (the card's with the options applied). `weights` is the content of
+        each checkpoint (its sha256): the same option naming other weights (a newer snapshot, a re-trained
+        folder) must not resume into rows of the old ones. Where it was found, the device and dtype are not in
+        the hash (a resume on another machine is the same run); the manifest's `models` records them.
+        """
+        params = effective_params(self.name, self.source, self.options)
+        weights = {m.family: m.sha256 for m in self.models}
         return {
             "source": self.source.model_dump(mode="json"),
             "params": params.model_dump(mode="json") if params is not None else {},
             "options": self.options,
             "output_card_version": self.output.version,
+            **({"weights": weights} if weights else {}),
         }
 
     def stages(self) -> list[Stage]:

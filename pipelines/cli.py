@@ -148,7 +148,10 @@ def annotate(
     limit: Annotated[int | None, typer.Option(min=1, help="at most this many episodes (>= 1)")] = None,
     location: Annotated[str | None, typer.Option(help="where the corpus is (overrides the card)")] = None,
     episodes_per_shard: Annotated[int, typer.Option(min=1, help="episodes per work unit / shard (>= 1)")] = 8,
-    option: Annotated[list[str], typer.Option("--option", "-o", help="pipeline option KEY=VALUE (JSON values)")] = [],
+    option: Annotated[list[str], typer.Option(
+        "--option", "-o", help="pipeline option KEY=VALUE (JSON values), e.g. -o model=/path/to/weights; "
+                               "`python -m pipelines options PIPELINE` lists every key with its type and default; "
+                               "an unknown key or a bad value stops the run before anything loads")] = [],
     task_runner: Annotated[str, typer.Option(help="threads | dask | ray")] = "threads",
     address: Annotated[str | None, typer.Option(help="dask scheduler / ray cluster address")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="thread workers (threads runner, >= 1)")] = None,
@@ -161,6 +164,7 @@ def annotate(
         RunArgumentError,
         check_card_secrets,
         check_run_arguments,
+        options_by_pipeline,
     )
 
     options = dict(_parse_option(o) for o in option)
@@ -193,6 +197,11 @@ def annotate(
         console.print(f"[yellow]skipping {', '.join(skipped)}: not implemented in this version[/]")
     if not chosen:
         raise typer.BadParameter(f"no implemented pipeline among the card's {card.pipelines}; pass --pipeline")
+    try:  # before the run log or anything else goes under OUT, and before any model loads
+        shares = options_by_pipeline(chosen, card, options)
+    except RunArgumentError as e:
+        console.print(f"error: {e}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from e
     worst = 0
     for pipe in chosen:
         target = f"{out.rstrip('/')}/{pipe}/{name}"
@@ -201,7 +210,7 @@ def annotate(
                 manifest = run_annotate(
                     task_runner=task_runner, address=address, max_workers=workers,
                     source=dataset_card, pipeline=pipe, out=out, limit=limit, episodes_per_shard=episodes_per_shard,
-                    location=location, options=options, overwrite=overwrite, retries=retries,
+                    location=location, options=shares[pipe], overwrite=overwrite, retries=retries,
                 )
             except IncompleteRunError as e:
                 manifest, incomplete = e.manifest, e
@@ -224,6 +233,29 @@ def _log_path(out: str, pipeline: str, source: str) -> Path:
     so --overwrite never deletes the log of the run that is writing it)."""
     root = Path(out) if "://" not in out else Path.cwd()
     return root / "logs" / f"{pipeline}-{source}.log"
+
+
+@app.command("options")
+def options_command(
+    pipeline: Annotated[str, typer.Argument(help="gaze | pixel | future | la")],
+) -> None:
+    """List the keys `annotate --option KEY=VALUE` takes for PIPELINE: type, default, help."""
+    from datasets_cards.registry import UnknownNameError
+    from pipelines.base import PIPELINES
+    from pipelines.options import option_rows
+
+    try:
+        model = PIPELINES.get(pipeline).options_model
+    except UnknownNameError as e:
+        raise typer.BadParameter(str(e)) from e
+    table = Table(title=f"{pipeline}: annotate --option KEY=VALUE (-o; JSON values)",
+                  caption=f"from card: a field of datasets_cards/params/{pipeline}.py, overriding the source card's "
+                          "value (nested fields merge); run: read by the pipeline at run time")
+    for col in ("key", "from", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    for row in option_rows(pipeline, model):
+        table.add_row(row.key, row.kind, row.type, row.default, row.help)
+    Console().print(table)
 
 
 @app.command("lerobot-card")

@@ -121,7 +121,7 @@ class FutureParams(Params):
     # Frames per camera in the whole corpus, for card.md's storage projection (DROID 1.0.1: about 27 M);
     # None: the source's episode count × this run's mean episode length.
     corpus_steps: int | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)  # encoder-specific settings
 
     @field_validator("batch_size", "pool", "stride")
     @classmethod

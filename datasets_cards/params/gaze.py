@@ -20,8 +20,8 @@ class GazeParams(Params):
     square: bool = False  # square crop window, zero-padded to a square where the image clips it
     phase_aware: bool = False  # destination while the gripper holds the object (ReconVLA CALVIN script)
     phrase_extractor: str = "rules"  # a registered extractor: rules | llm (annotators.phrases.PHRASE_EXTRACTORS)
-    model: str = "IDEA-Research/grounding-dino-tiny"
-    batch_size: int = 16
+    model: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO weights: hub id (HF cache) or local folder
+    batch_size: int = 16  # frames per detector forward pass
     detector: str = "transformers"  # detection backend: transformers | ultralytics (official extra)
     max_detections: int = 10  # boxes kept per frame (best first) before the best is chosen
     low_score: float = 0.35  # detected boxes scoring below this are kept but flagged low_score
@@ -41,7 +41,7 @@ class GazeParams(Params):
     empty_close: float = 0.9
     jpeg_quality: int = 90  # image and crop JPEG quality
     cameras: list[str] = Field(default_factory=list)  # cameras to annotate; empty = every exterior camera
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)  # extractor settings, e.g. llm: {model, base_url}
 
     @field_validator("box_threshold", "text_threshold", "low_score", "jump_iou", "empty_close")
     @classmethod

@@ -103,6 +103,6 @@ class LaParams(Params):
     # VLM request: frames sampled at this rate and size (LA4VLA samples a few fps, small frames)
     vlm_fps: float = 2.0
     vlm_frame_size: tuple[int, int] = (320, 180)  # width, height
-    min_segment_frames: int = 3
+    min_segment_frames: int = 3  # shorter segments merge into a neighbour
     quality_keep: float = 2.0  # keep verified segments with mean quality ≥ this (paper: ≥ 2)
     extra: dict[str, Any] = Field(default_factory=dict)  # segmenter-specific knobs

@@ -35,7 +35,7 @@ class PixelParams(Params):
     # Target.
     phrase_extractor: str = "rules"  # rules | llm (annotators.phrases.PHRASE_EXTRACTORS)
     detector: str = "transformers"  # Grounding DINO backend: transformers | ultralytics | stub
-    detector_model: str = "IDEA-Research/grounding-dino-tiny"
+    detector_model: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO weights: hub id or local folder
     box_threshold: float = 0.3
     text_threshold: float = 0.25
     batch_size: int = 16  # images per detector / SAM forward pass
@@ -50,8 +50,8 @@ class PixelParams(Params):
     # The whole episode: propagate the target mask from G forward and backward with SAM 2 video.
     keep_frames: Literal["episode", "first_close"] = "episode"
     lost_min_score: float = 0.5  # object-presence probability under which a propagated frame is object_lost
-    jpeg_quality: int = 90
-    extra: dict[str, Any] = Field(default_factory=dict)
+    jpeg_quality: int = 90  # image JPEG quality
+    extra: dict[str, Any] = Field(default_factory=dict)  # extractor settings, e.g. llm: {model, base_url}
 
     @field_validator("close_rise", "reseed_min_score", "projection_tolerance", "box_threshold", "text_threshold",
                      "max_mask_of_proposal", "max_mask_of_image", "min_mask_inside_proposal", "lost_min_score")

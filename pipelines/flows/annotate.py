@@ -70,6 +70,7 @@ from pipelines.base import Pipeline, Stage, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
     check_card_secrets,
+    check_options,
     check_run_arguments,
     redact_recorded_options,
     secret_options,
@@ -621,6 +622,7 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         check_run_arguments(p["limit"], p["episodes_per_shard"], p["retries"], p["options"])
         card, _ = _run_card(p["source"], p["location"])
         check_card_secrets(card)  # a card file's params (e.g. params.la.extra.vlm) go into the manifest
+        check_options(p["pipeline"], card, p["options"])  # unknown keys, bad values: before any model loads
         target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
         with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
@@ -676,6 +678,7 @@ def annotate(
     config = {**pipe.config(), "episodes_per_shard": episodes_per_shard, **({"limit": limit} if pipe.stages() else {})}
     identity = SourceIdentity(reader.location, reader.fingerprint())
     manifest = _open_manifest(target, pipe, card, identity, config, overwrite)
+    manifest.models = pipe.models  # where the weights were found, device, dtype (their content is in the hash)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).
     ids = _episode_ids(reader, n, target, manifest.config_hash)
     check_unique_episode_ids(card, ids)

@@ -1,9 +1,10 @@
-"""What a run may be given: numbers in range, and no secrets among its options.
+"""What a run may be given: numbers in range, no secrets among its options, and only options its pipeline knows.
 
 The command line and the flow apply the same rules, so a deployment caller is held to them too.
 Secrets come from the environment only (OPENAI_API_KEY, LABEL_STUDIO_API_KEY): an option named like
 a credential at any depth, or holding a secret environment variable's value, is refused before
-anything is written, and a deployment's recorded Prefect parameters get it redacted.
+anything is written, and a deployment's recorded Prefect parameters get it redacted. An option the
+pipeline does not declare (pipelines/options.py), or a value it refuses, stops the run before anything loads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
+from pydantic import ValidationError
+
+from pipelines.base import PIPELINES
+from pipelines.options import (
+    effective_params,
+    known_keys,
+    run_options,
+    unknown_key_message,
+    validation_message,
+)
+
+LISTED = "`python -m pipelines options {pipeline}` lists them with types and defaults"
 
 
 class RunArgumentError(ValueError):
@@ -118,3 +131,49 @@ def check_card_secrets(card: Any) -> None:
         raise RunArgumentError(
             f"card {card.name!r}: params {', '.join(repr(s) for s in secrets)} look like a secret: a card is written "
             f"into manifest.json; set the environment variable instead: {SECRET_ENVIRONMENT}")
+
+
+
+def check_options(pipeline: str, card: Any, options: Any) -> None:
+    """RunArgumentError, before anything loads, for an option `pipeline` does not know (naming the valid keys and
+    the closest one), a value its params or run-time keys refuse, or what its preflight finds missing (an
+    endpoint). The command line and the flow both call it, so a deployment caller is held to it too."""
+    options = dict(options or {})
+    cls = PIPELINES.get(pipeline)
+    known = known_keys(pipeline, cls.options_model)
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        raise RunArgumentError(f"{pipeline}: {unknown_key_message(unknown[0], known)} "
+                               f"({LISTED.format(pipeline=pipeline)})")
+    problems = []
+    try:
+        params = effective_params(pipeline, card, options)
+    except ValidationError as e:
+        problems.append(validation_message(e))
+    try:
+        run_options(cls.options_model, options)
+    except ValidationError as e:
+        problems.append(validation_message(e))
+    if problems:
+        raise RunArgumentError(f"{pipeline}: invalid option: {'; '.join(problems)} "
+                               f"({LISTED.format(pipeline=pipeline)})")
+    try:
+        cls.preflight(params, options)
+    except ValueError as e:
+        raise RunArgumentError(str(e)) from e
+
+
+def options_by_pipeline(pipelines: list[str], card: Any, options: Any) -> dict[str, dict[str, Any]]:
+    """Each pipeline's share of `options` (a key goes to every pipeline that knows it), each checked by
+    `check_options`; RunArgumentError for a key none of them knows."""
+    options = dict(options or {})
+    known = {p: set(known_keys(p, PIPELINES.get(p).options_model)) for p in pipelines}
+    every = sorted(set().union(*known.values()))
+    for key in options:
+        if key not in every:
+            raise RunArgumentError(f"{', '.join(pipelines)}: {unknown_key_message(key, every)} "
+                                   f"({LISTED.format(pipeline=' / '.join(pipelines))})")
+    shares = {p: {k: v for k, v in options.items() if k in known[p]} for p in pipelines}
+    for pipeline, share in shares.items():
+        check_options(pipeline, card, share)
+    return shares

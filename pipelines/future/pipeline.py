@@ -13,16 +13,13 @@ finalize (per run)
     the feature shape and the storage figures (bytes per row and per source frame, the
     projected size of the whole source and corpus) from the shard records.
 
-Options (flags, recorded in the manifest): any FutureParams field (encoder, model, pool,
-stride, views, cameras, batch_size, view, layout, ...) overrides the card; device ("auto" |
-"cpu" | "cuda:0"); decode_workers (threads decoding and cropping frames); prefetch (frames
-decoded ahead of the encoder, default 2 × batch_size); read_ahead (episodes read on a
-background thread, default 2; 0 = in the unit's thread).
+Options (flags, recorded in the manifest; `python -m pipelines options future` lists them): any FutureParams
+field (encoder, model, pool, stride, views, cameras, batch_size, view, layout, ...) overrides the card; the
+run-time keys are FutureOptions.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import Counter, deque
@@ -32,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import Field
 
 from annotators.vision import VisionEncoder, VisionEncoderConfig, make_vision_encoder
 from annotators.vision.base import default_model
@@ -43,6 +41,7 @@ from annotators.vision.views import (
     view_box,
     view_rng,
 )
+from annotators.weights import Weights, require_weights
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import decode_image
 from datasets_cards.errors import FrameDecodeError
@@ -52,6 +51,7 @@ from datasets_cards.params.future import FutureParams
 from pipelines.base import BAD_FRAME, Pipeline, merge_stats, register_pipeline
 from pipelines.future.layout import LayoutMapper
 from pipelines.future.stats import mean_std, moments, storage_stats
+from pipelines.options import ModelOptions
 
 VIEW_KINDS = ("exterior", "ego")  # default camera: the card's first camera of these views
 T = TypeVar("T")
@@ -153,24 +153,34 @@ class _Item:
     index: int
 
 
+class FutureOptions(ModelOptions):
+    """The future pipeline's run-time keys (besides FutureParams' fields)."""
+
+    # ≥ 1: a prefetch of 0 would plan nothing and spin forever
+    prefetch: int | None = Field(None, ge=1, description="frames decoded ahead of the encoder (default 2 × batch_size)")
+    read_ahead: int = Field(2, ge=0, description="episodes read on a background thread (0 = in the unit's thread)")
+
+
 @register_pipeline("future")
 class FuturePipeline(Pipeline):
     concurrency_limit = "gpu"  # the encoder: at most the GPUs' worth of units hold it at once
+    options_model = FutureOptions
+    run_options: FutureOptions
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, encoder: VisionEncoder | None = None):
         super().__init__(source, options)
         self.params: FutureParams = with_overrides(source.params.future, self.options)
         self.layout = LayoutMapper(self.params.layout, source)
         # Built here, once per worker: missing weights stop the run before any unit starts.
-        self.encoder = encoder or make_vision_encoder(self.params.encoder, self.encoder_config())
-        workers = int(self.options.get("decode_workers", min(8, os.cpu_count() or 1)))
-        self.prefetch = int(self.options.get("prefetch", 2 * self.params.batch_size))
-        self.episodes_ahead = int(self.options.get("read_ahead", 2))  # episodes read on a background thread
-        for name, value, low in (("decode_workers", workers, 1), ("prefetch", self.prefetch, 1),
-                                 ("read_ahead", self.episodes_ahead, 0)):
-            if value < low:  # prefetch 0 would plan nothing and spin forever
-                raise ValueError(f"future option {name} must be >= {low}, got {value}")
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="future-decode")
+        config = self.encoder_config()
+        if encoder is None and default_model(self.params.encoder) is not None:  # the stub has no weights
+            self.weights = [Weights(f"{self.params.encoder} vision encoder", config.model, "model", config.device,
+                                    config.dtype)]
+            require_weights(self.weights)
+        self.encoder = encoder or make_vision_encoder(self.params.encoder, config)
+        self.prefetch = self.run_options.prefetch or 2 * self.params.batch_size
+        self.episodes_ahead = self.run_options.read_ahead  # episodes read on a background thread
+        self.pool = ThreadPoolExecutor(self.run_options.decode_workers, thread_name_prefix="future-decode")
         # Units of one worker share the encoder; one forward pass at a time (on a GPU they queue anyway, and on
         # a CPU two torch calls from two threads oversubscribe the cores).
         self.model_lock = threading.Lock()
@@ -178,7 +188,7 @@ class FuturePipeline(Pipeline):
     def encoder_config(self) -> VisionEncoderConfig:
         p = self.params
         return VisionEncoderConfig(
-            model=p.model or default_model(p.encoder) or "", device=str(self.options.get("device", "auto")), dtype=p.dtype,
+            model=p.model or default_model(p.encoder) or "", device=self.run_options.device, dtype=p.dtype,
             image_size=tuple(p.view.size), pool=p.pool, batch_size=p.batch_size, fast_attention=p.fast_attention,
         )
 

@@ -18,23 +18,20 @@ finalize (per run)
     images with crop window and box next to their crops, an example frame of each of the first episodes
     and one frame per quality flag of the run, each labelled in full, under a legend.
 
-Options (flags, recorded in the manifest): any GazeParams field (model, device is
-below, phrase_extractor, detector, square, ...) overrides the card; device
-("auto" | "cpu" | "cuda:0"); llm (dict: model, base_url, api_key) and llm_cache
-(fsspec path of the reply cache) for the llm extractor; montage (example episodes in
-the montage, 0 = no montage); decode_workers (threads decoding and encoding JPEG).
+Options (flags, recorded in the manifest; `python -m pipelines options gaze` lists them): any GazeParams
+field (model, phrase_extractor, detector, square, ...) overrides the card; the run-time keys are GazeOptions.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from annotators.detection import Detector, DetectorConfig, make_detector
 from annotators.gaze import (
@@ -47,6 +44,7 @@ from annotators.gaze import (
 )
 from annotators.gripper import gripper_to_holding
 from annotators.phrases import PhraseExtractor, TargetPhrases, to_detector_prompt
+from annotators.weights import Weights, require_weights
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg
 from datasets_cards.manifest import Manifest
@@ -62,16 +60,24 @@ from pipelines.gaze.montage import (
 )
 from pipelines.io import write_bytes_atomic
 from pipelines.io.montage import TILES_DIR, write_montage
-from pipelines.phrases import run_phrase_extractor
+from pipelines.options import ModelOptions, PhraseOptions
+from pipelines.phrases import check_phrase_endpoint, run_phrase_extractor
 
 ENV_LLM_CACHE = "GAZE_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
-DEFAULT_MONTAGE_ROWS = 8
 OBJECT, DESTINATION = "object", "destination"  # the `phase` column: which phrase the detector was asked for
+
+
+class GazeOptions(ModelOptions, PhraseOptions):
+    """The gaze pipeline's run-time keys (besides GazeParams' fields)."""
+
+    montage: int = Field(8, ge=0, description="rows in montage.png (0 = none)")
 
 
 @register_pipeline("gaze")
 class GazePipeline(Pipeline):
     concurrency_limit = "gpu"  # Grounding DINO: at most the GPUs' worth of units hold the model at once
+    options_model = GazeOptions
+    run_options: GazeOptions
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None):
         super().__init__(source, options)
@@ -79,8 +85,12 @@ class GazePipeline(Pipeline):
         self.extractor: PhraseExtractor = run_phrase_extractor(self.params.phrase_extractor, self.params.extra,
                                                                 self.options, ENV_LLM_CACHE)
         # Built here, once per worker: missing weights stop the run before any unit starts.
-        self.detector = detector or make_detector(self.params.detector, self.detector_config())
-        self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
+        config = self.detector_config()
+        if detector is None and self.params.detector == "transformers":
+            self.weights = [Weights("Grounding DINO", config.model, "model", config.device, config.dtype)]
+            require_weights(self.weights)
+        self.detector = detector or make_detector(self.params.detector, config)
+        self.pool = ThreadPoolExecutor(self.run_options.decode_workers)
         # Units of one worker share the model; one forward pass at a time: on a GPU they queue anyway, and
         # on a CPU two torch calls from two threads oversubscribe the cores (each spins its own OpenMP team).
         self.model_lock = threading.Lock()
@@ -88,10 +98,14 @@ class GazePipeline(Pipeline):
         self.flag_tiles_drawn: dict[str, dict[str, int]] = {}
         self.flag_tiles_lock = threading.Lock()
 
+    @classmethod
+    def preflight(cls, params: Any, options: dict[str, Any]) -> None:
+        check_phrase_endpoint(params, options)
+
     def detector_config(self) -> DetectorConfig:
         p = self.params
         return DetectorConfig(
-            model=str(self.options.get("model", p.model)), device=str(self.options.get("device", "auto")),
+            model=p.model, device=self.run_options.device,
             box_threshold=p.box_threshold, text_threshold=p.text_threshold,
             max_detections=p.max_detections, batch_size=p.batch_size,
         )
@@ -233,7 +247,7 @@ class GazePipeline(Pipeline):
 
     @property
     def montage_rows(self) -> int:
-        return int(self.options.get("montage", DEFAULT_MONTAGE_ROWS))
+        return self.run_options.montage
 
     def flags_to_draw(self, out_dir: str, index: int, rows: list[dict[str, Any]]) -> set[str]:
         """The flags of an episode's rows to draw a montage tile of: those this worker has drawn from no

@@ -21,9 +21,8 @@ steps (per run, each a retried task)
     lerobot: LeRobot v2.1 layout (vision-free) and, with `lav`, LA-V;
     review:  push the candidates to Label Studio, or write importable task JSON.
 
-Options (flags, recorded in the manifest): any LaParams field (segmenter, keyframes, ...)
-overrides the card; lav (bool, write LA-V videos), plots (episodes to plot), review (bool),
-vlm (dict of VlmConfig fields), vlm_cache (fsspec path of the response cache).
+Options (flags, recorded in the manifest; `python -m pipelines options la` lists them): any LaParams field
+(segmenter, keyframes, ...) overrides the card; the run-time keys are LaOptions.
 """
 
 from __future__ import annotations
@@ -31,11 +30,13 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from typing import Any
 
 import fsspec
 import numpy as np
 import pyarrow.parquet as pq
+from pydantic import Field, field_validator
 
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
 from annotators.kinematics import POSE_NAMES, PoseError, pose_from_state
@@ -56,9 +57,9 @@ from pipelines.la import export, stats
 from pipelines.la.plots import write_episode_plot
 from pipelines.la.review import push
 from pipelines.la.rows import segments_to_rows
+from pipelines.options import RunOptions
 
 ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no option names one
-DEFAULT_PLOTS = 3  # episodes plotted into OUT/plots/ for card.md
 PLOTS_DIR = "plots"
 # Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
 TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens",
@@ -70,9 +71,35 @@ def _is_remote(out_dir: str) -> bool:
     return "://" in out_dir and not out_dir.startswith("file://")
 
 
+class LaOptions(RunOptions):
+    """The la pipeline's run-time keys (besides LaParams' fields)."""
+
+    review: bool = Field(True, description="review clips and Label Studio tasks (false: candidates only)")
+    lav: bool = Field(False, description="write the LA-V videos (sources with cameras)")
+    plots: int = Field(3, ge=0, description="episodes whose keyframe plot goes to OUT/plots/ for card.md")
+    vlm: dict[str, Any] = Field(default_factory=dict, description="segmenter=vlm: VlmConfig fields over the card's "
+                                                                  '(e.g. {"model": ..., "max_in_flight": 4})')
+    vlm_cache: str | None = Field(None, description=f"segmenter=vlm: folder or fsspec URL of cached responses "
+                                                    f"(default ${ENV_VLM_CACHE})")
+
+    @field_validator("vlm")
+    @classmethod
+    def _vlm_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Imported here: the vlm package imports the openai client, which only a VLM run needs.
+        from annotators.segments.vlm.config import VlmConfig
+
+        known = sorted(f.name for f in fields(VlmConfig))
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown VLM setting(s) {unknown}; known: {', '.join(known)}")
+        return value
+
+
 @register_pipeline("la")
 class LaPipeline(Pipeline):
     needs_cameras = False  # segments come from state; cameras only feed review clips, LA-V and the VLM
+    options_model = LaOptions
+    run_options: LaOptions
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None):
         super().__init__(source, options)
         self.params = with_overrides(source.params.la, self.options)
@@ -83,8 +110,8 @@ class LaPipeline(Pipeline):
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
         # Without cameras (a state-only recording) review tasks show state plots instead of clips, and
         # there is no LA-V to ship.
-        self.review = bool(self.options.get("review", True))
-        self.lav = bool(self.options.get("lav", False)) and bool(source.cameras)
+        self.review = self.run_options.review
+        self.lav = self.run_options.lav and bool(source.cameras)
 
     def _make_segmenter(self, name: str) -> Segmenter:
         try:
@@ -174,7 +201,7 @@ class LaPipeline(Pipeline):
             return {}
         frames = {camera: checked_frames(episode, camera) for camera in self.clip_cameras(episode, out_dir)}
         made: dict[str, Any] = {}
-        if index < int(self.options.get("plots", DEFAULT_PLOTS)):
+        if index < self.run_options.plots:
             made["plots"] = [self.write_plot(out_dir, episode, rows, index)]
         if self.review and not _is_remote(out_dir):
             cameras = push.review_cameras(self.source)

@@ -15,15 +15,13 @@ annotate (per unit, episodes batched `batch_size` at a time)
 finalize (per run)
     statistics from the shard records, the discards by reason from quarantine.parquet, the montage.
 
-Options (flags, recorded in the manifest): any PixelParams field (sam_model, detector_model,
-keep_frames, proposal_scale, ...) overrides the card; device ("auto" | "cpu" | "cuda:0"); llm and
-llm_cache (or $PIXEL_LLM_CACHE) for `phrase_extractor: llm`; montage (episodes shown, 0 = none);
-decode_workers (threads decoding and encoding JPEG).
+Options (flags, recorded in the manifest; `python -m pipelines options pixel` lists them): any PixelParams
+field (sam_model, detector_model, keep_frames, proposal_scale, ...) overrides the card; the run-time keys are
+PixelOptions (llm_cache falls back to $PIXEL_LLM_CACHE).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -34,6 +32,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from annotators.detection import Detector, DetectorConfig, make_detector
 from annotators.phrases import to_detector_prompt
@@ -51,7 +50,7 @@ from annotators.segmentation import (
     make_segmenter,
     make_tracker,
 )
-from annotators.weights import require_weights
+from annotators.weights import Weights, require_weights
 from datasets_cards import Episode, EpisodeError, SourceCard
 from datasets_cards.codecs import encode_jpeg, is_jpeg, mask_to_rle, rle_to_mask
 from datasets_cards.constants import QUARANTINE_FILE
@@ -66,7 +65,8 @@ from pipelines.base import (
 )
 from pipelines.io import write_bytes_atomic
 from pipelines.io.montage import TILES_DIR, write_montage
-from pipelines.phrases import run_phrase_extractor
+from pipelines.options import ModelOptions, PhraseOptions
+from pipelines.phrases import check_phrase_endpoint, run_phrase_extractor
 from pipelines.pixel.first_close import (
     FIRST_CLOSE_SCHEMA,
     collect_first_close,
@@ -76,7 +76,6 @@ from pipelines.pixel.gripper_track import TRACK_DIR, TRACK_FILE, GripperTrackPas
 from pipelines.pixel.montage import row_to_tile_png
 
 ENV_LLM_CACHE = "PIXEL_LLM_CACHE"  # fsspec path of the LLM phrase cache when no option names one
-DEFAULT_MONTAGE_EPISODES = 8
 STAGE = TRACK_DIR.rsplit("/", 1)[-1]  # "gripper_track"
 
 # Row flags (the output card lists them).
@@ -99,9 +98,17 @@ class _Target:
     score: float | None = None
 
 
+class PixelOptions(ModelOptions, PhraseOptions):
+    """The pixel pipeline's run-time keys (besides PixelParams' fields)."""
+
+    montage: int = Field(8, ge=0, description="episodes shown in montage.png (0 = none)")
+
+
 @register_pipeline("pixel")
 class PixelPipeline(Pipeline):
     concurrency_limit = "gpu"  # Grounding DINO, SAM and SAM 2: at most the GPUs' worth of units at once
+    options_model = PixelOptions
+    run_options: PixelOptions
 
     def __init__(self, source: SourceCard, options: dict[str, Any] | None = None, detector: Detector | None = None,
                  segmenter: Segmenter | None = None, tracker: Tracker | None = None):
@@ -111,23 +118,30 @@ class PixelPipeline(Pipeline):
         if self.camera not in source.cameras:
             raise ValueError(f"pixel camera {self.camera!r} is not a camera of {source.name} ({list(source.cameras)})")
         self.extractor = run_phrase_extractor(p.phrase_extractor, p.extra, self.options, ENV_LLM_CACHE)
-        device = str(self.options.get("device", "auto"))
-        # Built here, once per worker: missing weights stop the run before any unit starts, all named at once.
-        require_weights({family: model for family, model, backend, given in (
-            ("Grounding DINO", p.detector_model, p.detector, detector), ("SAM 2", p.sam_model, p.segmenter, segmenter))
-            if backend == "transformers" and given is None})
-        self.detector = detector or make_detector(p.detector, DetectorConfig(
-            model=p.detector_model, device=device, box_threshold=p.box_threshold, text_threshold=p.text_threshold,
-            max_detections=10, batch_size=p.batch_size))
+        device = self.run_options.device
+        dino = DetectorConfig(model=p.detector_model, device=device, box_threshold=p.box_threshold,
+                              text_threshold=p.text_threshold, max_detections=10, batch_size=p.batch_size)
         sam = SegmenterConfig(model=p.sam_model, device=device, batch_size=p.batch_size)
+        # Built here, once per worker: missing weights stop the run before any unit starts, all named at once.
+        self.weights = [Weights(family, config.model, option, device, config.dtype)
+                        for family, config, option, backend, given in (
+                            ("Grounding DINO", dino, "detector_model", p.detector, detector),
+                            ("SAM 2", sam, "sam_model", p.segmenter, segmenter))
+                        if backend == "transformers" and given is None]
+        require_weights(self.weights)
+        self.detector = detector or make_detector(p.detector, dino)
         self.segmenter = segmenter or make_segmenter(p.segmenter, sam)
         self.tracker = tracker or make_tracker(p.segmenter, sam)
-        self.pool = ThreadPoolExecutor(int(self.options.get("decode_workers", min(8, os.cpu_count() or 1))))
+        self.pool = ThreadPoolExecutor(self.run_options.decode_workers)
         self.model_lock = threading.Lock()  # one forward pass at a time per worker (see the gaze pipeline)
         self._stage_lock = threading.Lock()
         # (out_dir, the track file's identity) → (stage-1 rows, tracks): a re-written track is loaded again.
         self._stages: dict[tuple[str, str], tuple[dict[str, dict], dict[str, dict]]] = {}
         self._current = threading.local()  # the stage this thread's unit reads (load_stages, then annotate_many)
+
+    @classmethod
+    def preflight(cls, params: Any, options: dict[str, Any]) -> None:
+        check_phrase_endpoint(params, options)
 
     # -- run-level stage ---------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -354,7 +368,7 @@ class PixelPipeline(Pipeline):
 
     @property
     def montage_episodes(self) -> int:
-        return int(self.options.get("montage", DEFAULT_MONTAGE_EPISODES))
+        return self.run_options.montage
 
     def episode_artifacts(self, episode: Episode, rows: list[dict[str, Any]], out_dir: str, index: int) -> dict[str, Any]:
         """The montage tile of the first `montage` episodes: frame G with proposal, box, mask and prompts."""

@@ -197,8 +197,8 @@ def test_rerun_after_a_lost_unit_redoes_only_that_unit(tmp_path, card_file, fake
 def test_changed_config_refuses_to_mix_outputs(tmp_path, card_file, fake):
     run(tmp_path, card_file)
     with pytest.raises(ConfigMismatchError, match="--overwrite"):
-        run(tmp_path, card_file, options={"threshold": 0.9})
-    assert run(tmp_path, card_file, options={"threshold": 0.9}, overwrite=True).complete
+        run(tmp_path, card_file, options={"stride": 2})
+    assert run(tmp_path, card_file, options={"stride": 2}, overwrite=True).complete
 
 
 def test_a_unit_that_fails_once_is_retried_and_the_run_completes(tmp_path, card_file, fake):
