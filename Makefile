@@ -33,6 +33,8 @@ PREFECT_PORT ?= 4200
 LOCAL_API_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 PREFECT_API_URL ?= $(LOCAL_API_URL)
 prefect-server deploy worker: export PREFECT_API_URL := $(PREFECT_API_URL)
+# The server's telemetry fails on offline machines and fills its log with errors.
+prefect-server: export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MPLBACKEND ?= Agg
 
 .PHONY: help install labelstudio-venv test annotate review labelstudio prefect-server deploy worker \

@@ -30,5 +30,5 @@ def check_source_reachable(source: str, card: SourceCard, location: str | None, 
     sample = f"{SAMPLE_PREFIX}{card.name}"
     instead = (f", or run {sample_hint(pipeline, sample)} on the embedded sample"
                if sample in list_sources() and not card.name.startswith(SAMPLE_PREFIX) else "")
-    raise SourceUnreachableError(f"{card.name} is not reachable at {where} ({problem}): set "
+    raise SourceUnreachableError(f"{card.name} is not reachable at {where}: {problem}. Set "
                                  f"{flag('location', f'/path/to/{card.name}')} to where the corpus is{instead}")

@@ -13,7 +13,7 @@ def location_problem(location: str) -> str | None:
     try:
         fs, path = fsspec.core.url_to_fs(location)
     except ImportError as e:  # the protocol's filesystem is not installed: "Install gcsfs to access ..."
-        return f"no filesystem for it here ({e})"
+        return f"no filesystem for it here, {e}"
     except ValueError as e:  # an unknown protocol
         return str(e)
     try:

@@ -116,7 +116,7 @@ def test_deployment_runs_by_a_process_worker(prefect_api, tmp_path):
     # DROID unreachable: one line naming the parameter and the sample deployment, before TensorFlow loads.
     assert refused["type"] == "FAILED"
     assert refused["message"].endswith(
-        f"droid is not reachable at {tmp_path / 'no-droid'} (nothing is there): set --param location=/path/to/droid "
+        f"droid is not reachable at {tmp_path / 'no-droid'}: nothing is there. Set --param location=/path/to/droid "
         "to where the corpus is, or run the deployment annotate/la-sample-droid on the embedded sample"), refused
     runs = [droid] + [r["id"] for r in _post(api, "flow_runs/filter",
                                              {"flow_runs": {"parent_flow_run_id": {"any_": [droid]}}})]

@@ -49,13 +49,13 @@ def test_unreachable_corpus_names_the_flag_and_the_sample_on_the_command_line(tm
     card = load_source_card("droid")
     with pytest.raises(SourceUnreachableError) as error:
         check_source_reachable("droid", card, str(tmp_path / "droid"), "la")
-    assert str(error.value) == (f"droid is not reachable at {tmp_path / 'droid'} (nothing is there): set --location "
+    assert str(error.value) == (f"droid is not reachable at {tmp_path / 'droid'}: nothing is there. Set --location "
                                 "/path/to/droid to where the corpus is, or run `annotate sample-droid --pipeline la` "
                                 "on the embedded sample")
 
 
 def test_unreachable_corpus_names_the_parameter_and_the_sample_deployment(deployment, tmp_path):
-    with pytest.raises(SourceUnreachableError, match=r"set --param location=/path/to/bridge to where the corpus "
+    with pytest.raises(SourceUnreachableError, match=r"Set --param location=/path/to/bridge to where the corpus "
                                                      r"is, or run the deployment annotate/pixel-sample-bridge on"):
         check_source_reachable("bridge", load_source_card("bridge"), str(tmp_path / "nowhere"), "pixel")
 
@@ -67,7 +67,7 @@ def test_a_card_files_own_location_is_left_to_its_reader(tmp_path):
 
 
 def test_the_flow_refuses_an_unreachable_corpus_before_taking_the_output(tmp_path):
-    with pytest.raises(SourceUnreachableError, match="droid is not reachable at .*: set --location"):
+    with pytest.raises(SourceUnreachableError, match="droid is not reachable at .*. Set --location"):
         annotate(source="droid", pipeline="la", out=str(tmp_path / "out"), location=str(tmp_path / "missing"))
     assert not (tmp_path / "out").exists()  # no lease, no manifest: nothing was started
 
