@@ -26,7 +26,15 @@ LOCATION ?=
 RECIPE ?= la
 STEPS ?= 200
 
+# One Prefect home and one API URL for prefect-server, deploy and worker (README "On a cluster"). The URL is
+# exported to those three targets only: `make annotate` keeps Prefect's temporary local server.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+PREFECT_PORT ?= 4200
+LOCAL_API_URL := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT_API_URL ?= $(LOCAL_API_URL)
+prefect-server deploy worker: export PREFECT_API_URL := $(PREFECT_API_URL)
+# The server's telemetry fails on offline machines and fills its log with errors.
+prefect-server: export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MPLBACKEND ?= Agg
 
 .PHONY: help install labelstudio-venv test annotate review labelstudio prefect-server deploy worker \
@@ -65,14 +73,20 @@ labelstudio: install labelstudio-venv  ## start Label Studio on 127.0.0.1:$(LS_P
 	LABEL_STUDIO_USER_TOKEN=$(LABEL_STUDIO_USER_TOKEN) \
 	$(PY) -m pipelines.labelstudio.server --port $(LS_PORT) --data-dir $(LS_DATA) --document-root $(abspath $(OUT))
 
-prefect-server: install  ## start a Prefect server on 127.0.0.1:4200 (PREFECT_HOME=.prefect)
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
+prefect-server: install  ## start a Prefect server at PREFECT_API_URL (127.0.0.1:PREFECT_PORT, 4200) with PREFECT_HOME=.prefect
+	@test "$(PREFECT_API_URL)" = "$(LOCAL_API_URL)" || { echo "error: PREFECT_API_URL=$(PREFECT_API_URL) is not \
+	this server's $(LOCAL_API_URL): unset it, or pick the port with PREFECT_PORT" >&2; exit 1; }
+	@echo "Prefect server at PREFECT_API_URL=$(PREFECT_API_URL), PREFECT_HOME=$(PREFECT_HOME): make deploy and \
+	make worker use both. Elsewhere (prefect deployment run): export PREFECT_API_URL=$(PREFECT_API_URL)"
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-deploy: install  ## create the process work pool and register prefect.yaml's deployments
+deploy: install  ## register prefect.yaml's deployments and the process work pool on the server at PREFECT_API_URL
+	@$(PY) -m pipelines.prefect_server "$(PREFECT_API_URL)"
 	$(VENV)/bin/prefect work-pool create robot-annotate --type process --overwrite
 	$(VENV)/bin/prefect --no-prompt deploy --all
 
-worker: install  ## start a process worker for the robot-annotate pool
+worker: install  ## start a process worker for the robot-annotate pool, served by PREFECT_API_URL
+	@$(PY) -m pipelines.prefect_server "$(PREFECT_API_URL)"
 	$(VENV)/bin/prefect worker start --pool robot-annotate
 
 sample-data: install  ## regenerate the embedded simulated sample (pybullet)

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from datasets_cards.constants import SAMPLE_PREFIX
 from datasets_cards.errors import CardError
 from datasets_cards.output import OutputCard
 from datasets_cards.params import deep_merge
@@ -21,9 +22,6 @@ from datasets_cards.source import SourceCard
 _HERE = Path(__file__).resolve().parent
 SOURCES_DIR = _HERE / "sources"
 OUTPUTS_DIR = _HERE / "outputs"
-
-
-SAMPLE_PREFIX = "sample-"  # the embedded simulated sample of corpus X is the card `sample-X`
 
 
 def list_sources() -> list[str]:

@@ -19,6 +19,7 @@ EPISODE_IDS_FILE = "_staging/episode_ids.json"  # the run's episode ids, scanned
 STAGE_PART = "_staging/{stage}/unit-{index:05d}.parquet"  # a run-level stage's part collected by one unit
 CARD_FILE = "card.md"
 REVIEW_DIR = "review"
+SAMPLE_PREFIX = "sample-"  # the embedded simulated sample of source X is the card sample-X
 PREFECT_HOME_DIR = ".prefect"
 
 # Bumped when the manifest's own layout changes (not an output card's schema).

@@ -34,3 +34,8 @@ class RunAbortError(RuntimeError):
     Raised from inside a unit; the flow stops submitting work and ends the run with this
     one line (exit code 1) instead of burning through the corpus unit after unit.
     """
+
+
+class ConfigurationError(Exception):
+    """A mixin for faults of the run's configuration (a server that does not answer, an output folder written
+    with another config, a corpus location that is not there): retrying the same task cannot help."""

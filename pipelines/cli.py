@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from datasets_cards import CardError, list_outputs, list_sources, load_source_card, sample_card_at
-from datasets_cards.cards import SAMPLE_PREFIX
-from datasets_cards.constants import CARD_FILE, MANIFEST_FILE
+from datasets_cards.constants import CARD_FILE, MANIFEST_FILE, SAMPLE_PREFIX
 from datasets_cards.registry import UnknownNameError
 from pipelines.base import available_pipelines
 
@@ -96,18 +95,10 @@ def run_log(path: Path) -> Iterator[Path]:
             h.removeFilter(quiet)
 
 
-def _location_exists(location: str) -> bool:
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(location)
-        return bool(fs.exists(path))
-    except Exception:  # missing backend (gcsfs/s3fs) or credentials: not readable from here
-        return False
-
-
 def resolve_source(name: str, location: str | None) -> tuple[str, str | None]:
     """The card to run. A corpus that is not reachable here falls back, loudly, to its sample."""
+    from pipelines.io.location import location_problem
+
     card = load_source_card(name)
     sample = sample_card_at(card, card.resolve_location(location)) if location else None
     if sample is not None:  # named and described as what it is, wherever the run writes
@@ -116,16 +107,17 @@ def resolve_source(name: str, location: str | None) -> tuple[str, str | None]:
     if location or name.startswith(SAMPLE_PREFIX) or Path(name).is_file():  # a card file is the user's own choice
         return name, location
     where = card.resolve_location()
-    if _location_exists(where):
+    problem = location_problem(where)  # the flow asks the same (pipelines/flows/sources.py) and refuses
+    if problem is None:
         return name, None
     sample = f"{SAMPLE_PREFIX}{name}"
     if sample in list_sources():
         console.print(
-            f"[yellow]{name} was not found at {where}: running on the embedded sample {sample!r}.[/]\n"
+            f"[yellow]{name} was not found at {where} ({problem}): running on the embedded sample {sample!r}.[/]\n"
             f"  Point at the real corpus with LOCATION=/path/to/{name} (make) or --location."
         )
         return sample, None
-    raise typer.BadParameter(f"{name} data not found at {where}; pass --location /path/to/{name}")
+    raise typer.BadParameter(f"{name} data not found at {where} ({problem}); pass --location /path/to/{name}")
 
 
 @app.command()

@@ -32,9 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
+import prefect.runtime.flow_run
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
@@ -57,7 +59,7 @@ from datasets_cards.constants import (
     output_dir,
 )
 from datasets_cards.episode import GRIPPER_CLIPPED
-from datasets_cards.errors import RunAbortError
+from datasets_cards.errors import ConfigurationError, RunAbortError
 from datasets_cards.manifest import (
     Manifest,
     ManifestError,
@@ -66,6 +68,7 @@ from datasets_cards.manifest import (
     config_hash,
     now,
 )
+from pipelines.artifact_images import inline_images
 from pipelines.base import Pipeline, Stage, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
@@ -75,10 +78,13 @@ from pipelines.flows.arguments import (
     redact_recorded_options,
     secret_options,
 )
+from pipelines.flows.hints import flag
+from pipelines.flows.sources import check_source_reachable
 from pipelines.formats import check_unique_episode_ids, open_reader
 from pipelines.gripper_survey import survey_gripper
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.io.lease import LEASE_FILE, OutputLease
+from pipelines.io.location import absolute
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_summary, quarantine_table
 from pipelines.runners import make_task_runner
 from pipelines.version import code_version
@@ -89,7 +95,7 @@ RETRY_DELAY_S = 2.0
 STAGE_STAMP = "config_hash"  # in each stage's folder: the config that staged it
 
 
-class ConfigMismatchError(RuntimeError):
+class ConfigMismatchError(RuntimeError, ConfigurationError):
     """The output folder was written with another configuration."""
 
 
@@ -137,8 +143,16 @@ class WorkUnit:
         return f"{self.start}:{self.stop}"
 
     @property
+    def run_name(self) -> str:
+        """The name of the unit's task runs in Prefect's UI: `unit-00003 [24:32]` (episodes 24 to 31)."""
+        return f"unit-{self.index:05d} [{self.key}]"
+
+    @property
     def shard_path(self) -> str:
         return f"{SHARDS_DIR}/{SHARD_PATTERN.format(index=self.index)}"
+
+
+UNIT_RUN_NAME = "{unit.run_name}"  # task_run_name: formatted with the task's parameters
 
 
 def plan_units(num_episodes: int, episodes_per_shard: int) -> list[WorkUnit]:
@@ -277,7 +291,8 @@ def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit]
         logger.info(f"stage {stage.name}: {len(units) - len(missing)} of {len(units)} parts staged, "
                     f"collecting {len(missing)}")
         collect = collect_unit.with_options(name=f"{stage.name}-collect", retries=retries,
-                                            retry_delay_seconds=RETRY_DELAY_S)
+                                            retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying,
+                                            task_run_name=f"{stage.name}-collect {UNIT_RUN_NAME}")
         futures = [collect.submit(*args, target, stage.name, u) for u in missing]
         wait(futures)
         failed = [u.key for u, f in zip(missing, futures) if f.state.is_failed()]
@@ -286,7 +301,7 @@ def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit]
             raise RuntimeError(f"stage {stage.name}: units {', '.join(failed)} failed after {retries} retries "
                                f"({error!r}); re-run to retry them")
         reduce = reduce_stage.with_options(name=f"{stage.name}-reduce", retries=retries,
-                                           retry_delay_seconds=RETRY_DELAY_S)
+                                           retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying)
         card, pipeline, _location, options = args
         results[stage.name] = reduce(card, pipeline, options, target, stage.name, [f"{target}/{p}" for p in parts])
         logger.info(f"stage {stage.name}: {results[stage.name]}")
@@ -388,7 +403,7 @@ def _same_data(manifest: Manifest, source: SourceIdentity, target: str, logger) 
         raise SourceMismatchError(
             f"{target} was made from {manifest.source_location} (fingerprint {recorded or 'not recorded'}), "
             f"this run reads {source.location} (fingerprint {source.fingerprint}): other data. "
-            "Use another --out, or --overwrite to start over.")
+            f"Use another {flag('out')}, or {flag('overwrite', True)} to start over.")
     if manifest.source_location != source.location:
         logger.info(f"the source moved: {manifest.source_location} → {source.location} (same fingerprint)")
     manifest.source_location, manifest.source_fingerprint = source.location, source.fingerprint
@@ -409,7 +424,7 @@ def _open_manifest(target: str, pipe: Pipeline, card, source: SourceIdentity, co
         manifest = Manifest.load_if_exists(target)
     except ManifestError as e:
         manifest = None if overwrite else Manifest.load_backup(target)
-        what = ("--overwrite: starting over" if overwrite else
+        what = (f"{flag('overwrite', True)}: starting over" if overwrite else
                 "no usable backup: every unit is redone" if manifest is None else
                 f"rebuilt from its backup ({len(manifest.shards)} shards, each verified before it is kept)")
         logger.warning(f"{e}; {what}")
@@ -418,7 +433,7 @@ def _open_manifest(target: str, pipe: Pipeline, card, source: SourceIdentity, co
         if not overwrite:
             raise ConfigMismatchError(
                 f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
-                "Use another --out, or --overwrite to start over."
+                f"Use another {flag('out')}, or {flag('overwrite', True)} to start over."
             )
         manifest = None
     if manifest is not None:
@@ -449,7 +464,8 @@ def _fit_to_plan(manifest: Manifest, units: list[WorkUnit], target: str, logger)
     if past > end:
         raise ConfigMismatchError(
             f"{target} holds episodes up to {past} and this run plans {end} (a smaller limit): an output never "
-            "shrinks. Run with a limit of at least that, use another --out, or --overwrite to start over.")
+            f"shrinks. Run with a limit of at least that, use another {flag('out')}, or {flag('overwrite', True)} "
+            "to start over.")
     fs, root = fsspec.core.url_to_fs(target)
     index = {u.start: u.index for u in units}
     for record in [r for r in manifest.shards if r.unit not in planned]:
@@ -511,9 +527,10 @@ def _verified_units(manifest: Manifest, units: list[WorkUnit], target: str, logg
     return manifest.completed_units()
 
 
-def _retry_unless_aborted(task, task_run, state) -> bool:
-    """A unit's retry condition: a RunAbortError (a rejected key, a bad request) fails every try alike."""
-    return not isinstance(state.data, RunAbortError)
+def worth_retrying(task, task_run, state) -> bool:
+    """The retry condition of units, stage tasks and steps: a RunAbortError (a rejected key, a bad request) or a
+    ConfigurationError (no Label Studio at its URL, an output of another config) fails every try alike."""
+    return not isinstance(state.data, (RunAbortError, ConfigurationError))
 
 
 def _stop_units(futures: dict, target: str, error: BaseException, logger) -> None:
@@ -541,7 +558,7 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
     failures: list[Quarantined] = []
     _ABORTED.pop(target, None)
     unit_task = annotate_unit.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S,
-                                           retry_condition_fn=_retry_unless_aborted)
+                                           retry_condition_fn=worth_retrying, task_run_name=UNIT_RUN_NAME)
     futures = {unit_task.submit(*args, target, u): u for u in todo}
     try:
         _record_units(futures, total, manifest, target, label, ids, logger, failures)
@@ -563,15 +580,17 @@ def _record_units(futures: dict, total: int, manifest: Manifest, target: str, la
     # A progress bar for people at a terminal; deployments and CI get the log lines only.
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
         progress = bar.add_task(label, total=total, completed=total - len(futures))
+        done = total - len(futures)
         for future in as_completed(list(futures)):
             unit = futures[future]
             bar.advance(progress)
+            done += 1
             try:
                 record = future.result()
             except RunAbortError:
                 raise
             except Exception as e:  # one bad unit must not kill the run; it is retried next time
-                logger.error(f"unit {unit.key} failed: {e!r}")
+                logger.error(f"unit {unit.index + 1} of {total} [{unit.key}] failed: {e!r}")
                 reason = f"unit failed: {type(e).__name__}: {e}"
                 failures += [Quarantined(episode_id, reason, "unit", manifest.source, unit.key)
                              for episode_id in ids[unit.start:unit.stop]]
@@ -579,7 +598,8 @@ def _record_units(futures: dict, total: int, manifest: Manifest, target: str, la
             manifest.add_shard(record)  # a shard repeating another's episode stops the run here
             _check_lease()  # a run whose lease was taken over must not overwrite the new holder's manifest
             manifest.save(target)
-            logger.info(f"shard {record.path}: {record.rows} rows in {record.seconds:.1f}s")
+            logger.info(f"shard {record.path}: unit {unit.index + 1} of {total} [{unit.key}], {record.rows} rows "
+                        f"in {record.seconds:.1f}s ({done} of {total} units done)")
 
 
 def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, target: str, logger) -> bool:
@@ -588,7 +608,7 @@ def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, ta
     for step in pipe.steps():
         tries = retries if step.retries is None else step.retries
         step_task = run_step.with_options(name=f"{pipe.name}-{step.name}", retries=tries,
-                                          retry_delay_seconds=RETRY_DELAY_S)
+                                          retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying)
         try:
             result = step_task(*args, target, step.name)
         except Exception as e:
@@ -623,6 +643,7 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         card, _ = _run_card(p["source"], p["location"])
         check_card_secrets(card)  # a card file's params (e.g. params.la.extra.vlm) go into the manifest
         check_options(p["pipeline"], card, p["options"])  # unknown keys, bad values: before any model loads
+        check_source_reachable(p["source"], card, p["location"], p["pipeline"])  # before a reader loads TensorFlow
         target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
         with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
@@ -642,7 +663,13 @@ def _check_lease() -> None:
         lease.check()
 
 
-@flow(name="annotate", log_prints=True)
+def run_name() -> str:
+    """Flow runs are named `<pipeline>-<source>` (a card file by its stem), e.g. `la-sample-droid`."""
+    parameters = prefect.runtime.flow_run.parameters
+    return f"{parameters.get('pipeline', 'la')}-{Path(str(parameters.get('source', 'sample-droid'))).stem}"
+
+
+@flow(name="annotate", log_prints=True, flow_run_name=run_name)
 @_holding_output_lease
 def annotate(
     source: str = "sample-droid",
@@ -687,6 +714,7 @@ def annotate(
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:
         logger.info(f"{target} is reviewed (generation {manifest.generation}) and complete: nothing to do")
+        logger.info(f"output: {absolute(target)}; card: {absolute(target)}/{CARD_FILE}")
         return manifest
     _remove_stale_temp_files(target)
     manifest.planned_units = len(units)
@@ -716,9 +744,11 @@ def annotate(
     write_text_atomic(f"{target}/{CARD_FILE}", card_md)  # first: a manifest that says complete has its card
     _check_lease()  # a run whose lease was taken over never marks the output complete
     manifest.save(target)  # the commit point; a full or read-only disk here leaves the last saved state
-    create_markdown_artifact(
-        key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=card_md, description="annotate statistics"
+    create_markdown_artifact(  # the UI cannot load the card's relative image paths: small copies go inline
+        key=f"{pipeline}-{card.name}".replace("_", "-").lower(), markdown=inline_images(card_md, target),
+        description="annotate statistics",
     )
+    logger.info(f"output: {absolute(target)}; card: {absolute(target)}/{CARD_FILE}")  # where a worker wrote it
     _check_outcome(manifest, n, failed_units, steps_ok, target)
     return manifest
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from datasets_cards.errors import ConfigurationError
+
 URL_ENV = "LABEL_STUDIO_URL"
 TOKEN_ENVS = ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_USER_TOKEN")
 PAGE_SIZE = 100
@@ -20,6 +22,10 @@ PAGE_SIZE = 100
 
 class LabelStudioError(RuntimeError):
     """The server answered with an error; the message carries its reply."""
+
+
+class LabelStudioUnreachableError(LabelStudioError, ConfigurationError):
+    """Nothing answers at the configured URL (refused, unknown host): a retry finds the same."""
 
 
 def settings_from_env(url: str | None = None, token: str | None = None) -> tuple[str | None, str | None]:
@@ -50,7 +56,9 @@ class LabelStudioClient:
     def _call(self, method: str, path: str, **kwargs) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as e:
+        except (httpx.ConnectError, httpx.UnsupportedProtocol) as e:
+            raise LabelStudioUnreachableError(f"Label Studio at {self.url} is not reachable ({method} {path}): {e}") from e
+        except httpx.HTTPError as e:  # a timeout or a dropped connection: worth a retry
             raise LabelStudioError(f"Label Studio at {self.url} is not reachable ({method} {path}): {e}") from e
         if response.status_code >= 400:
             raise LabelStudioError(f"{method} {path} → {response.status_code}: {response.text[:500]}")

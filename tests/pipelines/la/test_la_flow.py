@@ -17,8 +17,20 @@ from datasets_cards.constants import REVIEW_DIR
 from pipelines.flows import annotate as flow_module
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from pipelines.la.review import labeling
-from pipelines.la.review.push import LABEL_CONFIG_FILE, LOCAL_FILES_URL, MEDIA_DIR, PLOTS_DIR, TASKS_FILE
-from tests.pipelines.la.conftest import CAMERAS, SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
+from pipelines.la.review.push import (
+    LABEL_CONFIG_FILE,
+    LOCAL_FILES_URL,
+    MEDIA_DIR,
+    PLOTS_DIR,
+    TASKS_FILE,
+)
+from pipelines.labelstudio.client import LabelStudioClient
+from tests.pipelines.la.conftest import (
+    CAMERAS,
+    SYNTHETIC_SOURCE,
+    synthetic_format,
+    write_synthetic_card,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +77,12 @@ def test_sample_droid_runs_end_to_end(tmp_path):
                                                  "wrist_rotate", "push", "pull", "press", "rotate", "reorient"}
 
 
-def test_a_label_studio_push_that_keeps_failing_is_retried_then_written_as_task_json(tmp_path, monkeypatch):
+def test_a_label_studio_push_to_no_server_is_not_retried_and_written_as_task_json(tmp_path, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "token")
+    calls = []
+    call = LabelStudioClient._call
+    monkeypatch.setattr(LabelStudioClient, "_call", lambda self, *a, **kw: calls.append(a) or call(self, *a, **kw))
     card = write_synthetic_card(tmp_path)
     with synthetic_format():
         manifest = flow_module.annotate(source=card, pipeline="la", out=str(tmp_path / "out"), retries=1,
@@ -75,6 +90,7 @@ def test_a_label_studio_push_that_keeps_failing_is_retried_then_written_as_task_
     target = tmp_path / "out" / "la" / SYNTHETIC_SOURCE
     assert manifest.complete and "push failed" in manifest.stats["review"]
     assert "not reachable" in manifest.stats["review"] and (target / "review" / "tasks.json").exists()
+    assert len(calls) == 1  # a configuration error: the step's retry would meet the same refusal
     clips = list((target / "review" / "media").glob("*.mp4"))
     assert len(clips) == 2 * manifest.rows  # exterior and wrist clip of every segment, cut inside the units
 
