@@ -14,6 +14,7 @@ same ids, reading [0, 1) twice gives the same arrays).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -195,3 +196,21 @@ def test_unknown_format_raises_unknown_name_error_listing_the_registered_formats
 def test_every_committed_source_card_names_a_registered_format(name):
     """Cards cannot see pipelines/formats/, so a card's format is checked here (and when a run opens it)."""
     assert load_source_card(name).format in READERS.names()
+
+
+def test_the_fingerprint_follows_the_data_not_its_place(dataset, tmp_path):
+    """A resume compares fingerprints: a copy of the dataset elsewhere agrees, the dataset changed does not."""
+    card, location = dataset
+    fingerprint = open_reader(card, location).fingerprint()
+    source = Path(location)
+    copy = tmp_path / "copy" / source.name
+    (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy)
+    assert open_reader(card, str(copy)).fingerprint() == fingerprint
+    if card.format == "rlds":  # identified by its TFDS metadata, which names every shard's episodes and bytes
+        info = next(copy.rglob("dataset_info.json"))
+        info.write_text(info.read_text().replace('"numBytes": "', '"numBytes": "1'))
+    else:  # the largest file (episodes, not metadata) grows
+        files = [p for p in ([copy] if copy.is_file() else copy.rglob("*")) if p.is_file()]
+        data = max(files, key=lambda p: p.stat().st_size)
+        data.write_bytes(data.read_bytes() + b"\0" * 64)
+    assert open_reader(card, str(copy)).fingerprint() != fingerprint

@@ -36,6 +36,9 @@ class SyntheticReader:
     def num_episodes(self) -> int:
         return 3
 
+    def fingerprint(self) -> str:  # the same data on every run of a test
+        return "synthetic"
+
     def episode_ids(self, start, stop):
         return [f"droid-{i:06d}" for i in range(start, stop)]
 
