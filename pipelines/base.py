@@ -138,15 +138,8 @@ class Pipeline(ABC):
         folder) must not resume into rows of the old ones. Where it was found, the device and dtype are not in
         the hash (a resume on another machine is the same run); the manifest's `models` records them.
         """
-        params = effective_params(self.name, self.source, self.options)
         weights = {m.family: m.sha256 for m in self.models}
-        return {
-            "source": self.source.model_dump(mode="json"),
-            "params": params.model_dump(mode="json") if params is not None else {},
-            "options": self.options,
-            "output_card_version": self.output.version,
-            **({"weights": weights} if weights else {}),
-        }
+        return {**declared_config(self.name, self.source, self.options), **({"weights": weights} if weights else {})}
 
     def stages(self) -> list[Stage]:
         """Run-level stages before the units (see Stage), in order; most pipelines have none."""
@@ -195,6 +188,18 @@ class Pipeline(ABC):
     def steps(self) -> list[Step]:
         """Idempotent work after finalize (exports, deliveries), in order; the flow retries each."""
         return []
+
+
+def declared_config(name: str, source: SourceCard, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of pipeline `name`'s config known before it loads anything: the flow compares it with an
+    existing output first, so a clash is refused before a model loads (`Pipeline.config` adds the weights)."""
+    params = effective_params(name, source, options)
+    return {
+        "source": source.model_dump(mode="json"),
+        "params": params.model_dump(mode="json") if params is not None else {},
+        "options": dict(options),
+        "output_card_version": load_output_card(name).version,
+    }
 
 
 BAD_FRAME = "bad frame"  # how the reason of an episode quarantined for its frames starts

@@ -69,7 +69,7 @@ from datasets_cards.manifest import (
     now,
 )
 from pipelines.artifact_images import inline_images
-from pipelines.base import Pipeline, Stage, merge_stats, worker_pipeline
+from pipelines.base import Pipeline, Stage, declared_config, merge_stats, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
     check_card_secrets,
@@ -409,6 +409,41 @@ def _same_data(manifest: Manifest, source: SourceIdentity, target: str, logger) 
     manifest.source_location, manifest.source_fingerprint = source.location, source.fingerprint
 
 
+def _differences(recorded: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two configs (a mapping on both sides is walked into)."""
+    keys = sorted(set(recorded) | set(wanted))
+    out: list[str] = []
+    for key in keys:
+        a, b = recorded.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _refuse_before_loading(target: str, declared: dict[str, Any], source: SourceIdentity, overwrite: bool,
+                           logger) -> None:
+    """A clash with the output folder found before any model loads: another declared config (card, params,
+    options, output card, unit size) or other data. The weights' content (and pixel's limit) is compared
+    by `_open_manifest`, once the pipeline has found its weights."""
+    if overwrite:
+        return
+    try:
+        manifest = Manifest.load_if_exists(target)
+    except ManifestError:
+        return  # reported and rebuilt from its backup by _open_manifest
+    if manifest is None:
+        return
+    differ = _differences({k: manifest.config.get(k) for k in declared}, declared)
+    if differ:
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise ConfigMismatchError(
+            f"{target} was written with config {manifest.config_hash}; this run differs in {shown}. "
+            f"Use another {flag('out')}, or {flag('overwrite', True)} to start over.")
+    _same_data(manifest, source, target, logger)
+
+
 def _open_manifest(target: str, pipe: Pipeline, card, source: SourceIdentity, config: dict,
                    overwrite: bool) -> Manifest:
     """The folder's manifest if it was written with this config from this data, a new one otherwise (or an
@@ -431,8 +466,10 @@ def _open_manifest(target: str, pipe: Pipeline, card, source: SourceIdentity, co
     if manifest is not None and manifest.config_hash != digest and not _adopt_limit_free_config(manifest, config,
                                                                                                     digest):
         if not overwrite:
+            differ = ", ".join(_differences(manifest.config, config)[:5])
             raise ConfigMismatchError(
-                f"{target} was written with config {manifest.config_hash}, this run has {digest}. "
+                f"{target} was written with config {manifest.config_hash}, this run has {digest} (differs in "
+                f"{differ}). "
                 f"Use another {flag('out')}, or {flag('overwrite', True)} to start over."
             )
         manifest = None
@@ -699,11 +736,13 @@ def annotate(
         reader = open_reader(card, location)
     if "warning" in gripper:
         logger.warning(gripper["warning"])
+    identity = SourceIdentity(reader.location, reader.fingerprint())
+    declared = {**declared_config(pipeline, card, options), "episodes_per_shard": episodes_per_shard}
+    _refuse_before_loading(target, declared, identity, overwrite, logger)
     pipe = worker_pipeline(pipeline, card, options)
     units = plan_units(n, episodes_per_shard)
     # `limit` only adds units (a larger one extends the output), unless run-level stages see every episode.
     config = {**pipe.config(), "episodes_per_shard": episodes_per_shard, **({"limit": limit} if pipe.stages() else {})}
-    identity = SourceIdentity(reader.location, reader.fingerprint())
     manifest = _open_manifest(target, pipe, card, identity, config, overwrite)
     manifest.models = pipe.models  # where the weights were found, device, dtype (their content is in the hash)
     # Ids must be unique over the whole run before any unit runs (real Bridge repeats file_path).

@@ -26,9 +26,10 @@ class Run:
     def __init__(self, env: dict[str, str]):
         self.env = env
 
-    def __call__(self, out: Path, *args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "pipelines", "annotate", *args, "--pipeline", "la", "--out", str(out),
-                   "-o", "review=false", "-o", "plots=0"]
+    def __call__(self, out: Path, *args: str, pipeline: str = "la") -> subprocess.CompletedProcess:
+        quiet = ["-o", "review=false", "-o", "plots=0"] if pipeline == "la" else ["-o", "montage=0"]
+        command = [sys.executable, "-m", "pipelines", "annotate", *args, "--pipeline", pipeline, "--out", str(out),
+                   *quiet]
         done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=600, check=False)
         done.output = done.stdout + done.stderr  # type: ignore[attr-defined]
         return done
@@ -127,3 +128,16 @@ def test_an_output_of_an_older_version_that_hashed_the_limit_still_resumes(annot
     result = annotate(tmp_path, "sample-droid", "--limit", "2")
     assert result.returncode == 0, result.output
     assert "limit" not in Manifest.load(str(target)).config
+
+
+def test_a_config_clash_is_refused_before_any_model_loads(annotate, tmp_path):
+    assert annotate(tmp_path, "sample-bridge", "--limit", "1", "-o", "detector=centre", pipeline="gaze").returncode == 0
+    # The second run names weights that do not exist: were they looked for first, that would be the error.
+    result = annotate(tmp_path, "sample-bridge", "--limit", "1", "-o", "detector=transformers",
+                      "-o", f"model={tmp_path / 'no-such-weights'}", pipeline="gaze")
+    assert result.returncode == 1, result.output
+    assert "differs in" in result.output and "params.detector" in result.output and "params.model" in result.output
+    assert "does not exist" not in result.output and "--overwrite" in result.output
+    alone = annotate(tmp_path / "fresh", "sample-bridge", "--limit", "1", "-o", "detector=transformers",
+                     "-o", f"model={tmp_path / 'no-such-weights'}", pipeline="gaze")
+    assert alone.returncode == 1 and "does not exist" in alone.output  # what the clash kept from happening
