@@ -46,9 +46,12 @@ def run_summary(manifest: Manifest, source: SourceCard) -> str:
         f"quarantined episodes: {manifest.quarantined}{failed}",
         f"- data: `{manifest.source_location}`{fingerprint}; cameras: {cameras}",
     ]
-    runtime = manifest.stats.get("runtime") or {}
-    if runtime:
-        lines.append("- models: " + ", ".join(f"{k} `{v}`" for k, v in runtime.items() if not isinstance(v, dict)))
+    for m in manifest.models:
+        revision = f" revision `{m.revision[:12]}`" if m.revision else ""
+        lines.append(f"- model: {m.family} `{m.model}` from `{m.folder}`{revision} (sha256 `{m.sha256[:16]}`), "
+                     f"on {m.device} in {m.dtype}")
+    if not manifest.models:
+        lines.append("- models: none loaded from weights (rule-based or weightless backends: see the parameters)")
     if run:
         lines.append(f"- time: {run['unit_seconds']} s in the units (every run that made them), "
                      f"{run['wall_seconds']} s wall for the last run")

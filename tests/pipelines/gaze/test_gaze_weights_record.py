@@ -39,6 +39,8 @@ def test_the_manifest_names_the_weights_the_run_used_and_refuses_other_ones(tmp_
     assert record.sha256 == weights_sha256(model) and record.revision is None
     assert (record.device, record.dtype) == ("cpu", "float32")
     assert manifest.config["weights"] == {"Grounding DINO": record.sha256}
+    card = (out / "gaze" / source / "card.md").read_text()  # the card says what ran, where, on what
+    assert f"from `{model.resolve()}`" in card and "on cpu in float32" in card
 
     # Other weights under the same path (re-trained, re-downloaded) are another config: no silent resume.
     weights = model / "model.safetensors"
@@ -48,3 +50,4 @@ def test_the_manifest_names_the_weights_the_run_used_and_refuses_other_ones(tmp_
     base._cached.cache_clear()  # a second command is a new process: nothing of the first run's pipeline is kept
     again = annotate(source, location, out, model)
     assert again.exit_code == 1 and "--overwrite" in again.output, again.output
+    assert "weights.Grounding DINO" in again.output  # the message names what changed
