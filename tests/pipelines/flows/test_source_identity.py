@@ -90,6 +90,7 @@ def test_the_embedded_sample_passed_as_a_location_is_named_and_described_as_the_
     result = annotate(tmp_path, "droid", "--location", str(SAMPLE), "--limit", "1")
     assert result.returncode == 0, result.output
     assert "embedded sample" in result.output
+    assert "oneDNN" not in result.output and "absl::InitializeLog" not in result.output  # no library notices
     assert not (tmp_path / "la" / "droid").exists()
     card = (tmp_path / "la" / "sample-droid" / "card.md").read_text()
     assert "Simulated DROID-schema sample" in card and "76k" not in card.lower()
