@@ -57,7 +57,7 @@ from datasets_cards import (
 from datasets_cards.codecs import decode_image
 from datasets_cards.manifest import Manifest, ModelRecord
 from datasets_cards.registry import Registry, modules_named
-from pipelines.options import RunOptions, effective_params, run_options
+from pipelines.options import RunOptions, effective_params, run_options, unhashed_keys
 
 PIPELINES: Registry[type[Pipeline]] = Registry("pipeline", builtins=modules_named("pipelines", "pipeline"))
 
@@ -194,10 +194,11 @@ def declared_config(name: str, source: SourceCard, options: Mapping[str, Any]) -
     """The part of pipeline `name`'s config known before it loads anything: the flow compares it with an
     existing output first, so a clash is refused before a model loads (`Pipeline.config` adds the weights)."""
     params = effective_params(name, source, options)
+    unhashed = unhashed_keys(PIPELINES.get(name).options_model)  # device, threads, caches: not the rows
     return {
         "source": source.model_dump(mode="json"),
         "params": params.model_dump(mode="json") if params is not None else {},
-        "options": dict(options),
+        "options": {k: v for k, v in options.items() if k not in unhashed},
         "output_card_version": load_output_card(name).version,
     }
 

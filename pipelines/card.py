@@ -49,7 +49,7 @@ def run_summary(manifest: Manifest, source: SourceCard) -> str:
     for m in manifest.models:
         revision = f" revision `{m.revision[:12]}`" if m.revision else ""
         lines.append(f"- model: {m.family} `{m.model}` from `{m.folder}`{revision} (sha256 `{m.sha256[:16]}`), "
-                     f"on {m.device} in {m.dtype}")
+                     f"on {m.device} in {m.dtype} (as resolved where the flow ran)")
     if not manifest.models:
         lines.append("- models: none loaded from weights (rule-based or weightless backends: see the parameters)")
     if run:

@@ -196,7 +196,6 @@ def annotate(
         raise typer.Exit(2) from e
     worst = 0
     for pipe in chosen:
-        target = f"{out.rstrip('/')}/{pipe}/{name}"
         with run_log(_log_path(out, pipe, name)) as log, reported_as_errors(log):
             try:
                 manifest = run_annotate(
@@ -208,8 +207,9 @@ def annotate(
                 manifest, incomplete = e.manifest, e
             else:
                 incomplete = None
+        target = f"{out.rstrip('/')}/{pipe}/{manifest.source}"  # the flow names a copy of the sample as the sample
         console.print(
-            f"[green]{pipe}[/] ← {name}: {manifest.rows} rows in {len(manifest.shards)} shards, "
+            f"[green]{pipe}[/] ← {manifest.source}: {manifest.rows} rows in {len(manifest.shards)} shards, "
             f"{manifest.quarantined} quarantined → {target}/{CARD_FILE}", soft_wrap=True,
         )
         if incomplete is not None:  # the last line says what is missing

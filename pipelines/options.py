@@ -20,7 +20,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,9 +29,18 @@ from datasets_cards.params import PIPELINE_PARAMS, Params, with_overrides
 
 
 class RunOptions(BaseModel):
-    """Run-time keys of a pipeline (not card params): recorded in the manifest, checked before anything loads."""
+    """Run-time keys of a pipeline (not card params): recorded in the manifest, checked before anything loads.
+
+    A subclass lists in NOT_HASHED the keys that change how a run goes but not its rows (threads, device,
+    caches, previews): they stay out of the config hash, so a resume may change them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    NOT_HASHED: ClassVar[frozenset[str]] = frozenset()
+
+
+def unhashed_keys(model: type[RunOptions]) -> frozenset[str]:
+    """Every NOT_HASHED key of `model` and of the option classes it is made of."""
+    return frozenset().union(*(vars(cls).get("NOT_HASHED", ()) for cls in model.__mro__))
 
 
 def _decode_workers() -> int:
@@ -40,6 +49,8 @@ def _decode_workers() -> int:
 
 class ModelOptions(RunOptions):
     """Keys of the pipelines that run a model on frames."""
+
+    NOT_HASHED = frozenset({"device", "decode_workers"})  # a resume on another GPU or machine is the same run
 
     device: str = Field("auto", description='torch device: "auto" (cuda when visible, else cpu), "cpu", "cuda:1"')
     decode_workers: int = Field(default_factory=_decode_workers, ge=1,
@@ -55,6 +66,8 @@ class LlmSettings(RunOptions):
 
 class PhraseOptions(RunOptions):
     """Keys of the pipelines that take a target phrase from the instruction (rules or an LLM)."""
+
+    NOT_HASHED = frozenset({"llm_cache"})
 
     llm: LlmSettings | None = Field(None, description='phrase_extractor=llm: {"model": ..., "base_url": ...} '
                                                       "(over the card's extra.llm)")

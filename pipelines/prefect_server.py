@@ -20,8 +20,11 @@ def server_problem(url: str, timeout: float = TIMEOUT_S) -> str | None:
         reply = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as e:
         return f"no Prefect server answers at PREFECT_API_URL={url} ({type(e).__name__}): {HINT}"
-    if reply.status_code == 404 or reply.status_code >= 500:
-        return (f"PREFECT_API_URL={url} answers {reply.status_code} to /health: not a Prefect API "
+    # The server's UI answers every path without /api with its page (200, HTML): only the API says JSON there.
+    html = reply.status_code == 200 and not reply.headers.get("content-type", "").startswith("application/json")
+    if reply.status_code == 404 or reply.status_code >= 500 or html:
+        what = "its web page" if html else reply.status_code
+        return (f"PREFECT_API_URL={url} answers {what} to /health: not a Prefect API "
                 f"(it ends in /api, e.g. http://127.0.0.1:4200/api); {HINT}")
     return None
 

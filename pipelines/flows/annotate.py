@@ -47,7 +47,7 @@ from prefect.futures import as_completed, wait
 from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
-from datasets_cards import Episode, EpisodeError, SourceCard, load_source_card, sample_card_at
+from datasets_cards import CardError, Episode, EpisodeError, SourceCard, list_sources, load_source_card, sample_card_at
 from datasets_cards.constants import (
     CARD_FILE,
     EPISODE_IDS_FILE,
@@ -55,6 +55,7 @@ from datasets_cards.constants import (
     QUARANTINE_STAGING_DIR,
     SHARD_PATTERN,
     SHARDS_DIR,
+    SAMPLE_PREFIX,
     STAGE_PART,
     output_dir,
 )
@@ -325,6 +326,16 @@ def _remove_stale_temp_files(out: str) -> None:
         fs.rm(stale)
 
 
+def _remove_unit_parts(out: str, todo: list[WorkUnit]) -> None:
+    """The quarantine parts of the units about to run: left by an attempt that was killed before its shard was
+    recorded, or by a shard found damaged, they would be counted again beside the new attempt's records."""
+    fs, root = fsspec.core.url_to_fs(out)
+    for unit in todo:
+        part = f"{root}/{QUARANTINE_STAGING_DIR}/unit-{unit.index:05d}.parquet"
+        if fs.exists(part):
+            fs.rm(part)
+
+
 def merge_quarantine(out: str, extra: list[Quarantined]) -> int:
     """Merge per-unit quarantine parts (plus unit-level failures) into quarantine.parquet."""
     fs, root = fsspec.core.url_to_fs(out)
@@ -380,8 +391,23 @@ def _run_card(source: str, location: str | None) -> tuple[SourceCard, str | None
     a run over the sample is named and described as the sample (OUT/<pipeline>/sample-droid, its card's
     words) and never as the corpus it imitates."""
     card = load_source_card(source)
-    sample = sample_card_at(card, card.resolve_location(location)) if location else None
+    if not location:
+        return card, location
+    sample = sample_card_at(card, card.resolve_location(location)) or _sample_copy(card, location)
     return (sample, None) if sample is not None else (card, location)
+
+
+def _sample_copy(card: SourceCard, location: str) -> SourceCard | None:
+    """`card`'s embedded sample when the local folder at `location` holds a copy of it (the same fingerprint)."""
+    name = f"{SAMPLE_PREFIX}{card.name}"
+    if "://" in location or name not in list_sources() or not Path(location).exists():
+        return None
+    sample = load_source_card(name)
+    try:
+        same = open_reader(card, location).fingerprint() == open_reader(sample).fingerprint()
+    except (OSError, CardError, ValueError):  # not readable as the card says: its reader says why, later, in one line
+        return None
+    return sample if same else None
 
 
 def _adopt_limit_free_config(manifest: Manifest, config: dict[str, Any], digest: str) -> bool:
@@ -723,6 +749,7 @@ def annotate(
     logger = get_run_logger()  # arguments and secrets were checked by _holding_output_lease, before the lease
     started = time.perf_counter()
     options = dict(options or {})
+    out = absolute(out)  # units may run on workers elsewhere: a relative folder would be theirs, not this one
     card, given = _run_card(source, location)
     target = output_dir(out, pipeline, card.name)
     if location and given is None:
@@ -731,7 +758,9 @@ def annotate(
     reader = open_reader(card, location)
     total = reader.num_episodes()
     n = total if limit is None else min(total, limit)
-    card, gripper = survey_gripper(card, reader, n)  # the card the units get: its gripper calibrated if asked
+    # The card the units get, its gripper calibrated if asked: surveyed on the corpus's first episodes whatever
+    # the limit, so a larger limit extends an output under the same calibration.
+    card, gripper = survey_gripper(card, reader, total)
     if gripper.get("calibrated"):
         reader = open_reader(card, location)
     if "warning" in gripper:
@@ -756,6 +785,7 @@ def annotate(
         logger.info(f"output: {absolute(target)}; card: {absolute(target)}/{CARD_FILE}")
         return manifest
     _remove_stale_temp_files(target)
+    _remove_unit_parts(target, todo)
     manifest.planned_units = len(units)
     manifest.complete = False
     logger.info(f"{card.name} → {pipeline}: {n} episodes, {len(units)} units, {len(todo)} to do, in {target}")

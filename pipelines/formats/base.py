@@ -94,13 +94,22 @@ class SourceReader(ABC):
         """A cheap identity of the data at `location`, which a resume compares: two copies of one dataset agree
         wherever they lie, another dataset (another release, another generation of a sample) does not.
 
-        Here: every file's path below the location and its size, in one recursive listing. A format whose
-        metadata already describes its files (RLDS: shard lengths and bytes) hashes that instead."""
+        Here: every file's path below the location and its size (one recursive listing), the bytes of its small
+        files (metadata) and both ends of up to MAX_SAMPLED_FILES data files spread over the listing, so data
+        rewritten in place at the same size changes it too. A format whose metadata already describes its files
+        (RLDS: shard lengths and bytes) hashes that instead."""
         fs, root = fsspec.core.url_to_fs(self.location)
         files = fs.find(root, detail=True) if fs.isdir(root) else {root: fs.info(root)}
         base = root.rstrip("/")
-        listing = sorted((path[len(base):].lstrip("/"), int(info.get("size") or 0)) for path, info in files.items())
-        return fingerprint_of(listing)
+        sizes = {path: int(info.get("size") or 0) for path, info in sorted(files.items())}
+        small = [p for p, n in sizes.items() if n <= SMALL_FILE_BYTES][:MAX_SMALL_FILES]  # metadata: whole
+        large = [p for p, n in sizes.items() if n > SMALL_FILE_BYTES]
+        sampled = large[:: max(1, -(-len(large) // MAX_SAMPLED_FILES))]  # data: both ends, of files spread evenly
+        content = {p: fs.cat_file(p).hex() for p in small}
+        content |= {p: (fs.cat_file(p, 0, EDGE_BYTES) + fs.cat_file(p, sizes[p] - EDGE_BYTES, sizes[p])).hex()
+                    for p in sampled}
+        return fingerprint_of([(path[len(base):].lstrip("/"), size, fingerprint_of(content.get(path)))
+                               for path, size in sizes.items()])
 
     def raw_gripper(self, start: int, stop: int) -> list[np.ndarray]:
         """The gripper channel as stored (before normalising) of the readable episodes in [start, stop)."""
@@ -109,6 +118,12 @@ class SourceReader(ABC):
 
     def __iter__(self) -> Iterator[object]:
         return self.read(0, self.num_episodes())
+
+
+SMALL_FILE_BYTES = 64 * 1024  # files up to this size are metadata: hashed whole (at most MAX_SMALL_FILES)
+MAX_SMALL_FILES = 256
+MAX_SAMPLED_FILES = 64  # data files whose first and last EDGE_BYTES are hashed (a few range reads on a bucket)
+EDGE_BYTES = 4096
 
 
 def fingerprint_of(value: object) -> str:

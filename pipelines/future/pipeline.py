@@ -156,6 +156,8 @@ class _Item:
 class FutureOptions(ModelOptions):
     """The future pipeline's run-time keys (besides FutureParams' fields)."""
 
+    NOT_HASHED = frozenset({"prefetch", "read_ahead"})  # how the run goes, not its rows
+
     # ≥ 1: a prefetch of 0 would plan nothing and spin forever
     prefetch: int | None = Field(None, ge=1, description="frames decoded ahead of the encoder (default 2 × batch_size)")
     read_ahead: int = Field(2, ge=0, description="episodes read on a background thread (0 = in the unit's thread)")

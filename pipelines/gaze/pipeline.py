@@ -70,6 +70,8 @@ OBJECT, DESTINATION = "object", "destination"  # the `phase` column: which phras
 class GazeOptions(ModelOptions, PhraseOptions):
     """The gaze pipeline's run-time keys (besides GazeParams' fields)."""
 
+    NOT_HASHED = frozenset({"montage"})  # how the run goes, not its rows
+
     montage: int = Field(8, ge=0, description="rows in montage.png (0 = none)")
 
 

@@ -74,6 +74,8 @@ def _is_remote(out_dir: str) -> bool:
 class LaOptions(RunOptions):
     """The la pipeline's run-time keys (besides LaParams' fields)."""
 
+    NOT_HASHED = frozenset({"plots", "vlm_cache"})  # how the run goes, not its rows
+
     review: bool = Field(True, description="review clips and Label Studio tasks (false: candidates only)")
     lav: bool = Field(False, description="write the LA-V videos (sources with cameras)")
     plots: int = Field(3, ge=0, description="episodes whose keyframe plot goes to OUT/plots/ for card.md")

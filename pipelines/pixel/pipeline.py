@@ -101,6 +101,8 @@ class _Target:
 class PixelOptions(ModelOptions, PhraseOptions):
     """The pixel pipeline's run-time keys (besides PixelParams' fields)."""
 
+    NOT_HASHED = frozenset({"montage"})  # how the run goes, not its rows
+
     montage: int = Field(8, ge=0, description="episodes shown in montage.png (0 = none)")
 
 

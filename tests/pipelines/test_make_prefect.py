@@ -78,3 +78,13 @@ def test_other_targets_keep_prefect_local(venv):
     result = make(venv, "annotate", "DATASET=sample-droid")
     assert result.returncode == 0, result.stderr
     assert "-m pipelines annotate sample-droid --out outputs | API=unset" in result.stdout
+
+
+def test_a_url_without_api_is_not_taken_for_the_api(prefect_api):
+    """The server's web UI answers /health too (its page, 200): only the API's JSON counts."""
+    from pipelines.prefect_server import server_problem
+
+    api = prefect_api["PREFECT_API_URL"]
+    assert server_problem(api) is None
+    problem = server_problem(api.removesuffix("/api"))
+    assert problem is not None and "ends in /api" in problem

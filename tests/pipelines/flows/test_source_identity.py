@@ -142,3 +142,32 @@ def test_a_config_clash_is_refused_before_any_model_loads(annotate, tmp_path):
     alone = annotate(tmp_path / "fresh", "sample-bridge", "--limit", "1", "-o", "detector=transformers",
                      "-o", f"model={tmp_path / 'no-such-weights'}", pipeline="gaze")
     assert alone.returncode == 1 and "does not exist" in alone.output  # what the clash kept from happening
+
+
+def test_a_copy_of_the_embedded_sample_is_recognised_by_its_data(annotate, tmp_path):
+    copy = tmp_path / "my-droid" / "1.0.1"
+    shutil.copytree(SAMPLE / "1.0.1", copy)
+    result = annotate(tmp_path / "out", "droid", "--location", str(copy), "--limit", "1")
+    assert result.returncode == 0, result.output
+    assert not (tmp_path / "out" / "la" / "droid").exists()
+    assert (tmp_path / "out" / "la" / "sample-droid" / "card.md").exists()
+    assert "la/sample-droid/card.md" in result.output  # the last line names the folder the run wrote
+
+
+def test_options_that_do_not_change_rows_may_change_on_resume(annotate, tmp_path):
+    assert annotate(tmp_path, "sample-droid", "--limit", "1").returncode == 0
+    result = annotate(tmp_path, "sample-droid", "--limit", "1", "-o", "plots=1")
+    assert result.returncode == 0, result.output
+    assert "plots" not in Manifest.load(str(tmp_path / "la" / "sample-droid")).config["options"]
+
+
+def test_a_card_that_calibrates_its_gripper_extends_too(annotate, tmp_path):
+    """The gripper is surveyed on the corpus's first episodes whatever the limit, so the card stays the same."""
+    card = tmp_path / "calibrated.yaml"
+    card.write_text(f"extends: sample-droid\nname: calibrated-droid\nlocation: {SAMPLE / '1.0.1'}\n"
+                    "gripper: {calibrate: true}\n")
+    per_shard = ["--episodes-per-shard", "3"]
+    assert annotate(tmp_path, str(card), "--limit", "2", *per_shard).returncode == 0
+    result = annotate(tmp_path, str(card), "--limit", "5", *per_shard)
+    assert result.returncode == 0, result.output
+    assert [s.unit for s in Manifest.load(str(tmp_path / "la" / "calibrated-droid")).shards] == ["0:3", "3:5"]
