@@ -156,8 +156,8 @@ def peer_loop(model_dir: Path, device: str, jpegs: list[bytes], prompts: list[st
     return len(jpegs) / (time.perf_counter() - start)
 
 
-def our_pipeline(model_dir: Path, device: str, episodes: int, batch_size: int, out: Path) -> tuple[float, int]:
-    """(b) frames/s of the gaze flow from the sample's RLDS shards to written Parquet shards."""
+def our_pipeline(model_dir: Path, device: str, episodes: int, batch_size: int, out: Path) -> tuple[float, int, float]:
+    """(b) frames/s of the gaze flow from the sample's RLDS shards to written Parquet shards, rows, shard bytes/row."""
     from datasets_cards import load_source_card
     from pipelines.base import worker_pipeline
     from pipelines.flows.annotate import annotate
@@ -170,7 +170,8 @@ def our_pipeline(model_dir: Path, device: str, episodes: int, batch_size: int, o
     manifest = annotate(source="sample-bridge", pipeline="gaze", out=str(out / "timed"), limit=episodes,
                         episodes_per_shard=max(1, episodes // 4), options=options)
     sync(device)
-    return manifest.rows / (time.perf_counter() - start), manifest.rows
+    elapsed = time.perf_counter() - start
+    return manifest.rows / elapsed, manifest.rows, sum(s.bytes for s in manifest.shards) / max(1, manifest.rows)
 
 
 def model_alone(model_dir: Path, device: str, batch_size: int, frames: int, shape: tuple[int, int]) -> float:
@@ -264,7 +265,7 @@ def measure(device: str = "cuda", batch_size: int = 16, episodes: int = 12, fram
                                     params.box_threshold, params.text_threshold),
             "a_frames": frames,
         }
-        results["b_ours_fps"], results["b_frames"] = our_pipeline(native_dir, device, episodes, batch_size,
+        results["b_ours_fps"], results["b_frames"], results["b_bytes_per_row"] = our_pipeline(native_dir, device, episodes, batch_size,
                                                                   Path(tmp) / "out")
         results["c_model_fps"] = model_alone(native_dir, device, batch_size, max(frames, batch_size), native)
         if scaling_frames:
