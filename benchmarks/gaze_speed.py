@@ -202,10 +202,23 @@ ROBOT_FRAMES = {"LIBERO": (128, 128), "CALVIN": (200, 200), "DROID": (180, 320),
 PROCESSOR_EDGE = (800, 1333)  # the Grounding DINO processor's default resize (shortest, longest edge)
 
 
+def smallest_edge(height: int, width: int, queries: int) -> int:
+    """The smallest shortest edge, from the frame's own up, at which Grounding DINO's encoder has at least
+    `queries` tokens (its 4 feature levels, strides 8 to 64): it picks its top-`queries` proposals there,
+    so grounding-dino-tiny (900 queries) cannot run on LIBERO's 128² or CALVIN's 200² frames as they are."""
+    edge = min(height, width)
+    while True:
+        h, w = round(height * edge / min(height, width)), round(width * edge / min(height, width))
+        if sum(-(-h // s) * -(-w // s) for s in (8, 16, 32, 64)) >= queries:
+            return edge
+        edge += 8
+
+
 def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames: int,
                        resolutions: dict[str, tuple[int, int]] = ROBOT_FRAMES) -> list[dict[str, Any]]:
     """Our detector path (GroundingDinoDetector.detect: uint8 frames → resize on device → forward → top-k) in
-    frames/s per source resolution and batch size, at the native size and at the processor's 800 px upscale."""
+    frames/s per source resolution and batch size, at the native size (or the smallest the model's query count
+    allows, smallest_edge) and at the processor's 800 px upscale."""
     import numpy as np
 
     from annotators.detection import DetectorConfig
@@ -222,14 +235,19 @@ def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames:
         sync(device)
         return len(images) / (time.perf_counter() - start)
 
+    from transformers import AutoConfig
+
+    queries = AutoConfig.from_pretrained(model_dir, local_files_only=True).num_queries
     rows = []
     upscaled: dict[tuple[int, int], float] = {}  # sources that upscale to the same shape share one measurement
     for name, (h, w) in resolutions.items():
         images = [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(frames)]
+        edge = smallest_edge(h, w, queries)
+        native = (edge, round(max(h, w) * edge / min(h, w)))
         for batch in batches:
-            fps = detect_fps((min(h, w), max(h, w)), batch, images, f"{name}-{batch}")
-            rows.append({"source": name, "frame": [h, w], "resize": "native", "model_input": [h, w], "batch": batch,
-                         "frames_per_s": fps})
+            fps = detect_fps(native, batch, images, f"{name}-{batch}")
+            rows.append({"source": name, "frame": [h, w], "resize": "native",
+                         "model_input": list(resized_shape(h, w, *native)), "batch": batch, "frames_per_s": fps})
         shape = resized_shape(h, w, *PROCESSOR_EDGE)
         if shape not in upscaled:  # the upscale at the first batch size only: it costs what the native sweep costs ×N
             upscaled[shape] = detect_fps(PROCESSOR_EDGE, batches[0], images, f"{name}-800")

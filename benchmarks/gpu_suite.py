@@ -192,19 +192,22 @@ def gaze_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def gaze_scaling_rows(r: dict[str, Any]) -> list[Row]:
+    """Per source: its native input (or the smallest the model's queries allow) over the 800 px upscale, and the
+    largest batch over batch 1 at that input."""
     rows, native = [], {}
     for m in r["scaling"]:
         if m["resize"] == "native":
-            native.setdefault(m["source"], {})[m["batch"]] = m["frames_per_s"]
+            native.setdefault(m["source"], {})[m["batch"]] = m
     for m in r["scaling"]:
         if m["resize"] != "native":
-            src, (h, w), batches = m["source"], m["frame"], native[m["source"]]
-            rows.append(Row.ratio("gaze-scaling", f"{src} {h}×{w} native / 800 px upscale {m['model_input'][0]}×"
-                                  f"{m['model_input'][1]} (batch {m['batch']})", batches[m["batch"]],
-                                  m["frames_per_s"], "frames/s"))
-            big = max(batches)
-            rows.append(Row.ratio("gaze-scaling", f"{src} native, batch {big} / batch {min(batches)}", batches[big],
-                                  batches[min(batches)], "frames/s"))
+            src, (h, w), by_batch = m["source"], m["frame"], native[m["source"]]
+            small, big = by_batch[m["batch"]], by_batch[max(by_batch)]
+            at = "×".join(map(str, small["model_input"]))
+            rows.append(Row.ratio("gaze-scaling", f"{src} {h}×{w}: at {at} / at the 800 px upscale "
+                                  f"{'×'.join(map(str, m['model_input']))} (batch {m['batch']})",
+                                  small["frames_per_s"], m["frames_per_s"], "frames/s"))
+            rows.append(Row.ratio("gaze-scaling", f"{src} at {at}: batch {max(by_batch)} / batch {min(by_batch)}",
+                                  big["frames_per_s"], by_batch[min(by_batch)]["frames_per_s"], "frames/s"))
     return rows
 
 
