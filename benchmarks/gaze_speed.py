@@ -215,10 +215,12 @@ def smallest_edge(height: int, width: int, queries: int) -> int:
 
 
 def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames: int,
-                       resolutions: dict[str, tuple[int, int]] = ROBOT_FRAMES) -> list[dict[str, Any]]:
+                       resolutions: dict[str, tuple[int, int]] = ROBOT_FRAMES,
+                       upscale_frames: int | None = None) -> list[dict[str, Any]]:
     """Our detector path (GroundingDinoDetector.detect: uint8 frames → resize on device → forward → top-k) in
     frames/s per source resolution and batch size, at the native size (or the smallest the model's query count
-    allows, smallest_edge) and at the processor's 800 px upscale."""
+    allows, smallest_edge) and at the processor's 800 px upscale (on the first `upscale_frames` frames: on a CPU
+    one 800 px frame costs what ten native ones do)."""
     import numpy as np
 
     from annotators.detection import DetectorConfig
@@ -250,7 +252,7 @@ def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames:
                          "model_input": list(resized_shape(h, w, *native)), "batch": batch, "frames_per_s": fps})
         shape = resized_shape(h, w, *PROCESSOR_EDGE)
         if shape not in upscaled:  # the upscale at the first batch size only: it costs what the native sweep costs ×N
-            upscaled[shape] = detect_fps(PROCESSOR_EDGE, batches[0], images, f"{name}-800")
+            upscaled[shape] = detect_fps(PROCESSOR_EDGE, batches[0], images[:upscale_frames or frames], f"{name}-800")
         rows.append({"source": name, "frame": [h, w], "resize": "800 px", "model_input": list(shape),
                      "batch": batches[0], "frames_per_s": upscaled[shape]})
     return rows

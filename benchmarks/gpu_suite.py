@@ -61,10 +61,10 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "gaze": {"batch_size": 4, "episodes": 1, "frames": 2},
-        "gaze-scaling": {"scaling_batches": [1, 4], "scaling_frames": 4},
+        "gaze-scaling": {"scaling_batches": [1, 4], "scaling_frames": 8, "upscale_frames": 2},
         "pixel": {"frames": 2, "batches": [2], "repeats": 1},
         "pixel-memory": {"frames": [100, 1000]},
-        "future": {"batch_size": 4, "frames": 8, "stock_frames": 2, "tower_batches": 1, "episode_frames": 4,
+        "future": {"batch_size": 4, "frames": 8, "stock_frames": 4, "tower_batches": 2, "episode_frames": 4,
                    "workers": 2},
         "trainer": {},
         "la": {"repeat": 3}, "reader": {"repeat": 2},
@@ -105,7 +105,7 @@ def run_gaze_scaling(device: str, sizes: dict[str, Any]) -> dict[str, Any]:
         folder = save_random_grounding_dino_tiny(Path(tmp) / "model", {"green", "ball"}, 800, 1333,
                                                  sizes.get("small", False))
         rows = resolution_scaling(folder, device, sizes["scaling_batches"], sizes["scaling_frames"],
-                                  {n: ROBOT_FRAMES[n] for n in names})
+                                  {n: ROBOT_FRAMES[n] for n in names}, sizes.get("upscale_frames"))
     return {"scaling": rows}
 
 
