@@ -43,7 +43,23 @@ def measure(source: str = "sample-droid", repeat: int = 3, corpus_steps: int = D
         best = min(best, time.perf_counter() - start)
     rate = steps / best
     return {"source": source, "episodes": len(episodes), "steps": steps, "segments": segments, "seconds": best,
-            "steps_per_s": rate, "corpus_steps": corpus_steps, "corpus_cpu_hours": corpus_steps / rate / 3600}
+            "steps_per_s": rate, "corpus_steps": corpus_steps, "corpus_cpu_hours": corpus_steps / rate / 3600,
+            "shard_bytes_per_segment": shard_bytes_per_row(pipeline, episodes)}
+
+
+def shard_bytes_per_row(pipeline: Any, episodes: list[Any]) -> float:
+    """The la rows of `episodes` written through the shard writer (the card's schema): bytes per segment row."""
+    import tempfile
+
+    from datasets_cards import load_output_card
+    from pipelines.io import ShardWriter
+
+    rows = [row for episode in episodes for row in pipeline.annotate(episode)]
+    with tempfile.TemporaryDirectory() as tmp:
+        with ShardWriter(load_output_card("la"), f"{tmp}/shard.parquet") as writer:
+            writer.write_rows(rows)
+        n, size, _ = writer.result
+    return size / max(1, n)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -55,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = measure(args.source, args.repeat, args.corpus_steps)
     print(f"{result['source']}: {result['episodes']} episodes, {result['steps']} steps, {result['segments']} segments "
           f"in {result['seconds']:.3f} s (fastest of {args.repeat}): {result['steps_per_s']:,.0f} steps/s in one process; "
-          f"{result['corpus_steps']:,} steps → {result['corpus_cpu_hours']:.2f} CPU-hours")
+          f"{result['corpus_steps']:,} steps → {result['corpus_cpu_hours']:.2f} CPU-hours; "
+          f"{result['shard_bytes_per_segment']:,.0f} shard bytes per segment row")
     print(json.dumps(result))
     return result
 
