@@ -61,7 +61,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "gaze": {"batch_size": 4, "episodes": 1, "frames": 2},
-        "gaze-scaling": {"scaling_batches": [1, 4], "scaling_frames": 8, "upscale_frames": 2},
+        "gaze-scaling": {"scaling_batches": [1, 4], "scaling_frames": 4, "upscale_frames": 1},
         "pixel": {"frames": 2, "batches": [2], "repeats": 1},
         "pixel-memory": {"frames": [100, 1000]},
         "future": {"batch_size": 4, "frames": 8, "stock_frames": 4, "tower_batches": 2, "episode_frames": 4,
