@@ -222,13 +222,21 @@ def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames:
     allows, smallest_edge) and at the processor's 800 px upscale (on the first `upscale_frames` frames: on a CPU
     one 800 px frame costs what ten native ones do)."""
     import numpy as np
+    from transformers import AutoProcessor
 
     from annotators.detection import DetectorConfig
-    from annotators.detection.grounding_dino import GroundingDinoDetector, resized_shape
+    from annotators.detection.grounding_dino import (
+        GroundingDinoDetector,
+        load_grounding_dino,
+        resized_shape,
+    )
 
-    def detect_fps(edge: tuple[int, int], batch: int, images: list[Any], tag: str) -> float:
-        folder = with_processor_edge(model_dir, model_dir.parent / f"edge-{tag}", *edge)
-        detector = GroundingDinoDetector(DetectorConfig(model=str(folder), device=device, batch_size=batch))
+    model, _ = load_grounding_dino(str(model_dir), device)  # once: each pass only changes the processor's edge
+
+    def detect_fps(edge: tuple[int, int], batch: int, images: list[Any]) -> float:
+        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        processor.image_processor.size = {"shortest_edge": edge[0], "longest_edge": edge[1]}
+        detector = GroundingDinoDetector(DetectorConfig(device=device, batch_size=batch), model, processor)
         prompts = ["green ball."] * len(images)
         detector.detect(images[:batch], prompts[:batch])  # warm-up
         sync(device)
@@ -237,9 +245,7 @@ def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames:
         sync(device)
         return len(images) / (time.perf_counter() - start)
 
-    from transformers import AutoConfig
-
-    queries = AutoConfig.from_pretrained(model_dir, local_files_only=True).num_queries
+    queries = model.config.num_queries
     rows = []
     upscaled: dict[tuple[int, int], float] = {}  # sources that upscale to the same shape share one measurement
     for name, (h, w) in resolutions.items():
@@ -247,12 +253,12 @@ def resolution_scaling(model_dir: Path, device: str, batches: list[int], frames:
         edge = smallest_edge(h, w, queries)
         native = (edge, round(max(h, w) * edge / min(h, w)))
         for batch in batches:
-            fps = detect_fps(native, batch, images, f"{name}-{batch}")
+            fps = detect_fps(native, batch, images)
             rows.append({"source": name, "frame": [h, w], "resize": "native",
                          "model_input": list(resized_shape(h, w, *native)), "batch": batch, "frames_per_s": fps})
         shape = resized_shape(h, w, *PROCESSOR_EDGE)
         if shape not in upscaled:  # the upscale at the first batch size only: it costs what the native sweep costs ×N
-            upscaled[shape] = detect_fps(PROCESSOR_EDGE, batches[0], images[:upscale_frames or frames], f"{name}-800")
+            upscaled[shape] = detect_fps(PROCESSOR_EDGE, batches[0], images[:upscale_frames or frames])
         rows.append({"source": name, "frame": [h, w], "resize": "800 px", "model_input": list(shape),
                      "batch": batches[0], "frames_per_s": upscaled[shape]})
     return rows
