@@ -56,7 +56,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "pixel-memory": {"frames": [100, 500]},
         "future": {"batch_size": 256, "frames": 4096, "stock_frames": 256, "tower_batches": 8,
                    "episode_frames": 300, "workers": 8},
-        "trainer": {"steps": 150},
+        "trainer": {"steps": 100, "future_episodes": 20},  # future rows are 256 KiB (64 × 2,048 fp16): 480 of them
         "la": {"repeat": 3}, "reader": {"repeat": 2},
     },
     "cpu": {
