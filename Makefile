@@ -38,7 +38,7 @@ prefect-server: export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MPLBACKEND ?= Agg
 
 .PHONY: help install labelstudio-venv test annotate review labelstudio prefect-server deploy worker \
-        sample-data bench train clean
+        sample-data bench bench-gpu train clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench: install  ## reader throughput, la fidelity, VLM prompt tokens, target-phr
 	$(PY) -m benchmarks.future_speed --smoke
 	$(PY) -m benchmarks.pixel_fidelity
 	$(PY) -m benchmarks.pixel_memory --frames 100 1000 10000
+
+bench-gpu: install  ## every GPU measurement in one run, 10 min budget on one H100/H200 (DEVICE=cpu: the same table on CPU); OUT/bench-gpu/suite.md
+	$(PY) -m benchmarks.gpu_suite --out $(OUT)/bench-gpu $(if $(DEVICE),--device $(DEVICE))
 
 train: install  ## train a reference recipe: make train RECIPE=la DATA=outputs/la/sample-droid
 	$(PY) -m trainer --recipe $(RECIPE) --data $(DATA) --steps $(STEPS) --out $(OUT)/checkpoints/$(RECIPE)

@@ -229,6 +229,43 @@ def storage(rows: list[dict]) -> dict[str, float]:
             "feature_bytes": len(rows[0]["feature"]) * 2}
 
 
+def measure(device: str = "cuda", *, smoke: bool = False, batch_size: int = 256, frames: int = 4096,
+            stock_frames: int = 256, tower_batches: int = 16, episode_frames: int = 300, workers: int = 8,
+            flow: bool = False, flow_episodes: int = 12, peak_tflops: float | None = None) -> dict[str, Any]:
+    """(a), (b), (c1), (c2) [and (d)] in one run on `device`; the SMOKE tower when `smoke`, else the real one."""
+    import torch
+
+    cfg = SMOKE if smoke else REAL
+    encoder = build_encoder(cfg, device, batch_size)
+    jpegs = jpeg_frames(frames)
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
+        "dtype": str(encoder.dtype).removeprefix("torch."), "architecture": cfg, "batch_size": batch_size,
+        "frames": {"a": stock_frames, "b": len(jpegs), "c": tower_batches * batch_size},
+        "fast_attention_used": encoder.geometry.window_length is not None, "torch": torch.__version__,
+    }
+    fps: dict[str, float] = {}
+    fps["a_stock_one_image"] = run_stock(encoder, jpegs[:stock_frames], device)
+    fps["b_ours_pipeline"], rows = run_ours(encoder, jpegs, episode_frames, batch_size, workers)
+    fps["c1_tower_alone_ours"] = run_tower(encoder, batch_size, tower_batches, device, stock=False)
+    fps["c2_tower_alone_stock"] = run_tower(encoder, batch_size, tower_batches, device, stock=True)
+    if flow:
+        fps["d_flow_sample_droid"] = run_flow(encoder, batch_size, flow_episodes)
+    report["frames_per_s"] = {k: v for k, v in fps.items() if v is not None}  # unrounded: ratios are taken of them
+    report["ratios"] = {"ours_over_stock": fps["b_ours_pipeline"] / fps["a_stock_one_image"],
+                        "ours_over_tower": fps["b_ours_pipeline"] / fps["c1_tower_alone_ours"],
+                        "tower_ours_over_stock_tower": fps["c1_tower_alone_ours"] / fps["c2_tower_alone_stock"]}
+    report["targets_met"] = {"ours >= 4.5x stock": report["ratios"]["ours_over_stock"] >= 4.5,
+                             "ours >= 80% of tower": report["ratios"]["ours_over_tower"] >= 0.8}
+    flops = tower_flops(cfg, (224, 224))
+    report["gflops_per_frame"] = round(flops / 1e9, 2)
+    peak = peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in report["device"]), None)
+    if peak and device.startswith("cuda"):
+        report["fraction_of_bf16_peak"] = {k: round(v * flops / (peak * 1e12), 4) for k, v in fps.items() if v}
+    report["storage"] = storage(rows[: min(len(rows), 256)])
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -244,42 +281,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    import torch
-
     if args.smoke:
-        args.device, cfg = "cpu", SMOKE
+        args.device = "cpu"
         args.batch_size, args.frames, args.stock_frames = 32, 192, 24
         args.tower_batches, args.episode_frames, args.workers = 3, 64, 2
         args.flow_episodes = 2
-    else:
-        cfg = REAL
-    device = args.device
-    encoder = build_encoder(cfg, device, args.batch_size)
-    frames = jpeg_frames(args.frames)
-    report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
-        "dtype": str(encoder.dtype).removeprefix("torch."), "architecture": cfg, "batch_size": args.batch_size,
-        "fast_attention_used": encoder.geometry.window_length is not None, "torch": torch.__version__,
-    }
-    fps: dict[str, float] = {}
-    fps["a_stock_one_image"] = run_stock(encoder, frames[: args.stock_frames], device)
-    fps["b_ours_pipeline"], rows = run_ours(encoder, frames, args.episode_frames, args.batch_size, args.workers)
-    fps["c1_tower_alone_ours"] = run_tower(encoder, args.batch_size, args.tower_batches, device, stock=False)
-    fps["c2_tower_alone_stock"] = run_tower(encoder, args.batch_size, args.tower_batches, device, stock=True)
-    if args.flow:
-        fps["d_flow_sample_droid"] = run_flow(encoder, args.batch_size, args.flow_episodes)
-    report["frames_per_s"] = {k: round(v, 1) for k, v in fps.items() if v is not None}
-    report["ratios"] = {"ours_over_stock": fps["b_ours_pipeline"] / fps["a_stock_one_image"],
-                        "ours_over_tower": fps["b_ours_pipeline"] / fps["c1_tower_alone_ours"],
-                        "tower_ours_over_stock_tower": fps["c1_tower_alone_ours"] / fps["c2_tower_alone_stock"]}
-    report["targets_met"] = {"ours >= 4.5x stock": report["ratios"]["ours_over_stock"] >= 4.5,
-                             "ours >= 80% of tower": report["ratios"]["ours_over_tower"] >= 0.8}
-    flops = tower_flops(cfg, (224, 224))
-    report["gflops_per_frame"] = round(flops / 1e9, 2)
-    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in report["device"]), None)
-    if peak and device.startswith("cuda"):
-        report["fraction_of_bf16_peak"] = {k: round(v * flops / (peak * 1e12), 4) for k, v in fps.items() if v}
-    report["storage"] = storage(rows[: min(len(rows), 256)])
+    report = measure(args.device, smoke=args.smoke, batch_size=args.batch_size, frames=args.frames,
+                     stock_frames=args.stock_frames, tower_batches=args.tower_batches,
+                     episode_frames=args.episode_frames, workers=args.workers, flow=args.flow,
+                     flow_episodes=args.flow_episodes, peak_tflops=args.peak_tflops)
     print(f"{'path':<26}{'frames/s':>12}")
     for name, value in report["frames_per_s"].items():
         print(f"{name:<26}{value:>12.1f}")

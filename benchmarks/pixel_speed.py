@@ -40,7 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.gaze_speed import device_name, sync, write_bert_sized_vocab
+from benchmarks.gaze_speed import (
+    device_name,
+    small_grounding_dino_config,
+    sync,
+    write_bert_sized_vocab,
+)
 
 TOP_K = 10  # detections kept per image on both paths (DetectorConfig.max_detections in the pipeline)
 NOUNS = ("red block", "blue cup", "green bowl", "yellow sponge")
@@ -63,12 +68,7 @@ def grounding_dino(smoke: bool, folder: Path) -> tuple[Any, Any, str]:
     words = {w for noun in NOUNS for w in noun.split()}
     tokenizer = hf.BertTokenizer(str(write_bert_sized_vocab(folder / "vocab.txt", words)))
     if smoke:
-        config = hf.GroundingDinoConfig(
-            backbone_config=hf.SwinConfig(embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4],
-                                          window_size=7, out_features=["stage2", "stage3", "stage4"]),
-            text_config=hf.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
-            d_model=64, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-            encoder_attention_heads=2, decoder_attention_heads=2, num_queries=100)
+        config = small_grounding_dino_config()
         edge, what = 224, "small Grounding DINO (Swin 32-wide, BERT 64-wide, 100 queries)"
     else:
         config, edge, what = hf.GroundingDinoConfig(), 800, "grounding-dino-tiny (Swin-T, BERT-base, 900 queries)"
@@ -251,6 +251,44 @@ def timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def measure(device: str = "cuda", frames: int = 256, batches: Sequence[int] = (16,),
+            size: tuple[int, int] = (256, 320), repeats: int = 3, smoke: bool = False) -> dict[str, Any]:
+    """(a), (b) at each batch, (c) at each batch: frames/s (fastest of `repeats` interleaved passes) and whether
+    every path returned one bool mask per frame at the frame's size."""
+    from PIL import Image
+    from transformers import Sam2Processor
+
+    n = frames
+    frame_list, proposals = synthetic_frames(n, *size)
+    prompts = [f"{NOUNS[i % len(NOUNS)]}." for i in range(n)]
+    with tempfile.TemporaryDirectory(prefix="pixel-speed-") as tmp:
+        gd, gd_processor, gd_what = grounding_dino(smoke, Path(tmp))
+        sam, sam_size, sam_what = sam2(smoke)
+        gd, sam = gd.to(device), sam.to(device)
+        _, sam_ip_class, processors = image_processor_classes()
+        sam_processor = Sam2Processor(image_processor=sam_ip_class(size={"height": sam_size, "width": sam_size}))
+        paths = [Path(tmp) / f"{i:05d}.jpg" for i in range(n)]
+        for path, frame in zip(paths, frame_list):  # written once; the peer reads them from disk on every pass
+            Image.fromarray(frame).save(path, quality=95)
+        passes: dict[tuple[str, int], Callable[[], Any]] = {
+            ("a", 1): peer_pass(paths, proposals, prompts, device, gd, gd_processor, sam, sam_processor)}
+        for b in batches:
+            passes[("b", b)], passes[("c", b)] = our_passes(gd, gd_processor, sam, device, frame_list, proposals,
+                                                            prompts, b)
+        seconds = {key: float("inf") for key in passes}
+        outputs: dict[tuple[str, int], Any] = {}
+        for _ in range(repeats):  # rounds interleave the paths, so a busy spell on the machine hits them alike
+            for key, fn in passes.items():
+                elapsed, outputs[key] = timed(fn, device)
+                seconds[key] = min(seconds[key], elapsed)
+    expected = [(*f.shape[:2], True) for f in frame_list]
+    return {"device": device_name(device), "models": f"{gd_what}; {sam_what}", "processors": processors,
+            "frames": n, "size": list(size), "repeats": repeats,
+            "dtype": "bf16 autocast" if device.startswith("cuda") else "fp32",
+            "fps": {f"{p}{b}": n / sec for (p, b), sec in seconds.items()},
+            "masks_ok": {f"{p}{b}": out == expected for (p, b), out in outputs.items() if out is not None}}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -262,47 +300,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device = "cpu" if args.smoke else args.device
     n, batches = args.frames or (8 if args.smoke else 256), args.batch or ([1, 4] if args.smoke else [16])
-    repeats = args.repeats or (5 if args.smoke else 3)
+    result = measure(device, n, batches, tuple(args.size), args.repeats or (5 if args.smoke else 3), args.smoke)
+    fps, dtype = result["fps"], result["dtype"]
 
-    from PIL import Image
-    from transformers import Sam2Processor
-
-    frames, proposals = synthetic_frames(n, *args.size)
-    prompts = [f"{NOUNS[i % len(NOUNS)]}." for i in range(n)]
-    with tempfile.TemporaryDirectory(prefix="pixel-speed-") as tmp:
-        gd, gd_processor, gd_what = grounding_dino(args.smoke, Path(tmp))
-        sam, sam_size, sam_what = sam2(args.smoke)
-        gd, sam = gd.to(device), sam.to(device)
-        _, sam_ip_class, processors = image_processor_classes()
-        sam_processor = Sam2Processor(image_processor=sam_ip_class(size={"height": sam_size, "width": sam_size}))
-        paths = [Path(tmp) / f"{i:05d}.jpg" for i in range(n)]
-        for path, frame in zip(paths, frames):  # written once; the peer reads them from disk on every pass
-            Image.fromarray(frame).save(path, quality=95)
-        passes: dict[tuple[str, int], Callable[[], Any]] = {
-            ("a", 1): peer_pass(paths, proposals, prompts, device, gd, gd_processor, sam, sam_processor)}
-        for b in batches:
-            passes[("b", b)], passes[("c", b)] = our_passes(gd, gd_processor, sam, device, frames, proposals,
-                                                            prompts, b)
-        seconds = {key: float("inf") for key in passes}
-        outputs: dict[tuple[str, int], Any] = {}
-        for _ in range(repeats):  # rounds interleave the paths, so a busy spell on the machine hits them alike
-            for key, fn in passes.items():
-                elapsed, outputs[key] = timed(fn, device)
-                seconds[key] = min(seconds[key], elapsed)
-    fps = {key: n / s for key, s in seconds.items()}
-    expected = [(*f.shape[:2], True) for f in frames]
-    ok = {key: out == expected for key, out in outputs.items() if out is not None}
-
-    dtype = "bf16 autocast" if device.startswith("cuda") else "fp32"
     command = " ".join([".venv/bin/python -m benchmarks.pixel_speed", *(sys.argv[1:] if argv is None else argv)])
-    print(f"\n### Pixel target-mask stage on {device_name(device)}\n")
-    print(f"- models (random weights): {gd_what}; {sam_what}")
+    print(f"\n### Pixel target-mask stage on {result['device']}\n")
+    print(f"- models (random weights): {result['models']}")
     print(f"- input: {n} synthetic {args.size[0]}×{args.size[1]} first-close frames (one episode each), a proposal "
           f"of 30–60 % of each side, prompts {', '.join(NOUNS)}; top {TOP_K} queries, thresholds 0; "
-          f"fastest of {repeats} interleaved passes after a warm-up")
+          f"fastest of {result['repeats']} interleaved passes after a warm-up")
     print("- (a) peer, batch 1, fp32: JPEG read from disk (PIL) → crop → Grounding DINO processor + model + "
           "post_process_grounded_object_detection → best box → Sam2Processor (box) + Sam2Model + "
-          f"post_process_masks; image processors: {processors}")
+          f"post_process_masks; image processors: {result['processors']}")
     print(f"- (b) ours, {dtype}: decoded frames in memory → GroundingDinoDetector.detect on the crops → best box → "
           "SamSegmenter.segment, `batch` episodes a call" + ("" if dtype != "fp32" else " (bf16 is CUDA-only)"))
     print(f"- (c) model alone, {dtype}: Grounding DINO + Sam2Model forwards of (b)'s calls on "
@@ -311,13 +320,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("| path | batch | dtype | frames/s | × (a) | (b)/(c) | masks ok |")
     print("|---|---:|---|---:|---:|---:|---|")
     names = {"a": "(a) peer loop", "b": "(b) ours", "c": "(c) model alone"}
-    for (path, b), value in fps.items():
-        share = f"{value / fps[('c', b)]:.0%}" if path == "b" else ""
+    for key, value in fps.items():
+        path, b = key[0], int(key[1:])
+        share = f"{value / fps[f'c{b}']:.0%}" if path == "b" else ""
         print(f"| {names[path]} | {b} | {'fp32' if path == 'a' else dtype} | {value:.3g} | "
-              f"{value / fps[('a', 1)]:.2f}× | {share} | {ok.get((path, b), '')} |")
+              f"{value / fps['a1']:.2f}× | {share} | {result['masks_ok'].get(key, '')} |")
     print(f"\nTarget (the issue): (b) ≥ 5× (a) on a GPU. Reproduce: `{command}`")
-    return {"device": device_name(device), "fps": {f"{p}{b}": v for (p, b), v in fps.items()},
-            "masks_ok": {f"{p}{b}": v for (p, b), v in ok.items()}}
+    return result
 
 
 if __name__ == "__main__":

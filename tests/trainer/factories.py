@@ -1,4 +1,4 @@
-"""Tiny la, gaze and pixel output folders written without the pipelines: Parquet shards that
+"""Tiny la, gaze, pixel and future output folders written without the pipelines: Parquet shards that
 follow the output cards' Arrow schemas, and a manifest with correct sha256."""
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def write_output_folder(
     )
     manifest.save(str(root))
     return manifest
+
+
+FUTURE_TOKENS, FUTURE_DIM, FUTURE_WIDTH = 4, 8, 6  # make_future_folder's default token grid and layout width
 
 
 def la_rows(episodes: int = 12, segments: int = 3, seed: int = 0, speed: float = 0.01) -> list[dict[str, Any]]:
@@ -178,3 +181,39 @@ def pixel_rows(episodes: int = 6, frames: int = 10, width: int = 64, height: int
 def make_pixel_folder(root: Path, **kwargs: Any) -> Manifest:
     return write_output_folder(root, "pixel", pixel_rows(**kwargs), rows_per_shard=20, row_group_rows=10,
                                source=kwargs.get("source", "bridge"))
+
+
+def make_future_folder(root: Path, episodes: int = 48, frames: int = 24, seed: int = 0, valid: list[int] | None = None,
+                       source: str = "synthetic", dim: int = FUTURE_DIM, horizon: int = 8,
+                       tokens: int = FUTURE_TOKENS) -> Path:
+    """Frames that show a random 2-D code z_t (tokens: a fixed offset plus a projection of it); the action of step
+    t is a fixed mix of the code shown H frames later. The current frame says nothing about the action, the
+    future one says everything: a model that reads its foresight loses that edge when given another episode's."""
+    rng = np.random.default_rng(seed)
+    project = np.random.default_rng(99).normal(size=(2, tokens * dim))
+    offset = 3 * np.random.default_rng(98).normal(size=tokens * dim)  # tokens far from 0: layer norm keeps z linear
+    mix = np.random.default_rng(97).normal(size=(2, FUTURE_WIDTH))
+    valid = np.asarray(valid if valid is not None else [1] * FUTURE_WIDTH, np.uint8)
+    rows = []
+    for e in range(episodes):
+        codes = rng.normal(size=(frames, 2))
+        for t in range(frames):
+            action = (codes[min(t + horizon, frames - 1)] @ mix).astype(np.float32) * valid
+            rows.append({
+                "episode_id": f"{source}-{e:03d}", "source": source, "camera": "cam", "frame_index": t, "view": 0,
+                "num_frames": frames, "instruction": "move",
+                "feature": (offset + codes[t] @ project).astype(np.float16),
+                "state": np.zeros(FUTURE_WIDTH, np.float32), "state_valid": valid, "actions": [action],
+                "action_valid": valid,
+            })
+    manifest = write_output_folder(root, "future", rows, rows_per_shard=frames * 12, row_group_rows=frames * 3,
+                                   source=source)
+    side = int(np.sqrt(tokens))  # the token grid's rows (the tokens need not fill a square)
+    manifest.stats = {
+        "feature": {"tokens": tokens, "dim": dim, "grid": [side, tokens // side], "dtype": "float16", "bytes": tokens * dim * 2},
+        "params": {"stride": 1},
+        "normalisation": {"state": {"mean": [0.0] * FUTURE_WIDTH, "std": [1.0] * FUTURE_WIDTH},
+                          "action": {"mean": [0.0] * FUTURE_WIDTH, "std": np.sqrt((mix**2).sum(0)).tolist()}},
+    }
+    manifest.save(str(root))
+    return root

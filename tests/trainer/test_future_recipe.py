@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.trainer.factories import write_output_folder
+from tests.trainer.factories import (
+    FUTURE_DIM,
+    FUTURE_TOKENS,
+    FUTURE_WIDTH,
+    make_future_folder,
+)
 from trainer.models import ModelConfig
 from trainer.recipes.future import FuturePairs
 from trainer.train import TrainConfig, train
 
-TOKENS, DIM, WIDTH = 4, 8, 6
+TOKENS, DIM, WIDTH = FUTURE_TOKENS, FUTURE_DIM, FUTURE_WIDTH
+future_folder = make_future_folder
 
 
 def batch_of(rows: list[dict]) -> dict:
@@ -104,39 +110,6 @@ def test_a_full_pool_drops_the_least_recently_fed_episode():
 
 
 # ---- training ---------------------------------------------------------------------------------------------
-
-def future_folder(root, episodes: int = 48, frames: int = 24, seed: int = 0, valid: list[int] | None = None,
-                  source: str = "synthetic", dim: int = DIM, horizon: int = 8):
-    """Frames that show a random 2-D code z_t (tokens: a fixed offset plus a projection of it); the action of step
-    t is a fixed mix of the code shown H frames later. The current frame says nothing about the action, the
-    future one says everything: a model that reads its foresight loses that edge when given another episode's."""
-    rng = np.random.default_rng(seed)
-    project = np.random.default_rng(99).normal(size=(2, TOKENS * dim))
-    offset = 3 * np.random.default_rng(98).normal(size=TOKENS * dim)  # tokens far from 0: layer norm keeps z linear
-    mix = np.random.default_rng(97).normal(size=(2, WIDTH))
-    valid = np.asarray(valid if valid is not None else [1] * WIDTH, np.uint8)
-    rows = []
-    for e in range(episodes):
-        codes = rng.normal(size=(frames, 2))
-        for t in range(frames):
-            action = (codes[min(t + horizon, frames - 1)] @ mix).astype(np.float32) * valid
-            rows.append({
-                "episode_id": f"{source}-{e:03d}", "source": source, "camera": "cam", "frame_index": t, "view": 0,
-                "num_frames": frames, "instruction": "move",
-                "feature": (offset + codes[t] @ project).astype(np.float16),
-                "state": np.zeros(WIDTH, np.float32), "state_valid": valid, "actions": [action], "action_valid": valid,
-            })
-    manifest = write_output_folder(root, "future", rows, rows_per_shard=frames * 12, row_group_rows=frames * 3,
-                                   source=source)
-    manifest.stats = {
-        "feature": {"tokens": TOKENS, "dim": dim, "grid": [2, 2], "dtype": "float16", "bytes": TOKENS * dim * 2},
-        "params": {"stride": 1},
-        "normalisation": {"state": {"mean": [0.0] * WIDTH, "std": [1.0] * WIDTH},
-                          "action": {"mean": [0.0] * WIDTH, "std": np.sqrt((mix**2).sum(0)).tolist()}},
-    }
-    manifest.save(str(root))
-    return root
-
 
 def config(data, out, **kw) -> TrainConfig:
     base = {"recipe": "future", "data": str(data), "out": str(out), "steps": 150, "batch_size": 16, "lr": 3e-3,
