@@ -9,7 +9,11 @@ from pipelines.cli import run_log
 
 def _record(message: str, *args, exc: bool = False) -> logging.LogRecord:
     info = (RuntimeError, RuntimeError("disk on fire"), None) if exc else None
-    return logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, message, args, info)
+    record = logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, message, args, info)
+    # What Prefect's run logger adds to each record; its console handler's format names them.
+    record.__dict__.update(task_run_name="annotate-unit-0", task_run_id="t", flow_run_name="f", flow_run_id="f",
+                           task_name="annotate-unit", flow_name="annotate")
+    return record
 
 
 def test_the_terminal_gets_the_flows_line_and_the_log_gets_everything(tmp_path, capsys):
