@@ -22,7 +22,7 @@ class GazeParams(Params):
     phrase_extractor: str = "rules"  # a registered extractor: rules | llm (annotators.phrases.PHRASE_EXTRACTORS)
     model: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO weights: hub id (HF cache) or local folder
     batch_size: int = 16  # frames per detector forward pass
-    detector: str = "transformers"  # detection backend: transformers | ultralytics (official extra)
+    detector: str = "transformers"  # detection backend: transformers | ultralytics (official extra) | stub (finds nothing) | centre (one central box: offline dry runs)
     max_detections: int = 10  # boxes kept per frame (best first) before the best is chosen
     low_score: float = 0.35  # detected boxes scoring below this are kept but flagged low_score
     # Temporal consistency: a box that overlaps its neighbours less than jump_iou AND whose

@@ -34,7 +34,7 @@ class PixelParams(Params):
     proposal_scale: float = 2.0
     # Target.
     phrase_extractor: str = "rules"  # rules | llm (annotators.phrases.PHRASE_EXTRACTORS)
-    detector: str = "transformers"  # Grounding DINO backend: transformers | ultralytics | stub
+    detector: str = "transformers"  # Grounding DINO backend: transformers | ultralytics | stub | centre (offline dry runs)
     detector_model: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO weights: hub id or local folder
     box_threshold: float = 0.3
     text_threshold: float = 0.25
