@@ -98,6 +98,9 @@ class OutputCard(BaseModel):
     row_group_rows: int = 1024  # rows per Parquet row group (smaller for image-heavy cards)
     row_group_per_write: bool = False  # also end a row group at every write_rows call (the flow writes one episode
     #                                   per call: one row group per episode, read back episode by episode)
+    # Model frames (la: state steps) in one work unit, about a minute of model time on one GPU at the rate
+    # docs/scale.md names; pipelines/units.py turns it into episodes per unit for each source.
+    unit_frames: int = Field(default=8192, ge=1)
     dictionary_encoding: bool = True  # False for high-entropy numbers (float16 tokens), where it only costs time
     extra: dict[str, Any] = Field(default_factory=dict)
 

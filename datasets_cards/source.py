@@ -225,6 +225,9 @@ class SourceCard(_Strict):
     # Scene tags the corpus appends to its instructions ("put pear in bowl cardboardfence"); every reader
     # strips them, so no annotator mistakes them for words of the task.
     instruction_tags: list[str] = Field(default_factory=list)
+    # Mean steps per episode of the whole corpus (a published figure, named in the card): sizes the work units
+    # (pipelines/units.py) without reading the data. None: the flow's fixed fallback unit size.
+    episode_steps: int | None = Field(default=None, ge=1)
 
     def clean_instruction(self, text: str) -> str:
         """`text` without a trailing `instruction_tags` tag (case and a final period ignored)."""

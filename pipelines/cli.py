@@ -139,7 +139,9 @@ def annotate(
     out: Annotated[str, typer.Option(help="output root (local path or fsspec URL)")] = "outputs",
     limit: Annotated[int | None, typer.Option(min=1, help="at most this many episodes (>= 1)")] = None,
     location: Annotated[str | None, typer.Option(help="where the corpus is (overrides the card)")] = None,
-    episodes_per_shard: Annotated[int, typer.Option(min=1, help="episodes per work unit / shard (>= 1)")] = 8,
+    episodes_per_shard: Annotated[int | None, typer.Option(
+        min=1, help="episodes per work unit / shard (>= 1); default: about a minute of model time on one GPU, "
+                    "from the cards (README 'Work units')")] = None,
     option: Annotated[list[str], typer.Option(
         "--option", "-o", help="pipeline option KEY=VALUE (JSON values), e.g. -o model=/path/to/weights; "
                                "`python -m pipelines options PIPELINE` lists every key with its type and default; "

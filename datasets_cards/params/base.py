@@ -24,6 +24,10 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def model_frames_per_step(self, exterior_cameras: int) -> float:
+        """Frames the pipeline's model sees per source step (sizes work units: pipelines/units.py); one by default."""
+        return 1.0
+
 
 PIPELINE_PARAMS: Registry[type[Params]] = Registry("pipeline", builtins=modules_in("datasets_cards.params", exclude=("base",)))
 

@@ -123,6 +123,10 @@ class FutureParams(Params):
     corpus_steps: int | None = None
     extra: dict[str, Any] = Field(default_factory=dict)  # encoder-specific settings
 
+    def model_frames_per_step(self, exterior_cameras: int) -> float:
+        # each encoded camera, every `stride`-th step, once plus its augmented views
+        return max(len(self.cameras), 1) * (1 + self.views) / self.stride
+
     @field_validator("batch_size", "pool", "stride")
     @classmethod
     def _positive(cls, v: int, info) -> int:

@@ -43,6 +43,9 @@ class GazeParams(Params):
     cameras: list[str] = Field(default_factory=list)  # cameras to annotate; empty = every exterior camera
     extra: dict[str, Any] = Field(default_factory=dict)  # extractor settings, e.g. llm: {model, base_url}
 
+    def model_frames_per_step(self, exterior_cameras: int) -> float:
+        return float(len(self.cameras) or exterior_cameras)  # every annotated camera is detected on
+
     @field_validator("box_threshold", "text_threshold", "low_score", "jump_iou", "empty_close")
     @classmethod
     def _unit_interval(cls, v: float, info) -> float:

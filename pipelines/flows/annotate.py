@@ -48,6 +48,7 @@ from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
 from datasets_cards import CardError, Episode, EpisodeError, SourceCard, list_sources, load_source_card, sample_card_at
+from datasets_cards.cards import load_output_card
 from datasets_cards.constants import (
     CARD_FILE,
     EPISODE_IDS_FILE,
@@ -86,11 +87,12 @@ from pipelines.gripper_survey import survey_gripper
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.io.lease import LEASE_FILE, OutputLease
 from pipelines.io.location import absolute
+from pipelines.options import effective_params
 from pipelines.quarantine import QUARANTINE_SCHEMA, Quarantined, quarantine_summary, quarantine_table
 from pipelines.runners import make_task_runner
+from pipelines.units import default_episodes_per_unit
 from pipelines.version import code_version
 
-DEFAULT_EPISODES_PER_SHARD = 8
 DEFAULT_RETRIES = 2  # units and steps are idempotent: a transient failure (I/O, a dropped worker) is retried
 RETRY_DELAY_S = 2.0
 STAGE_STAMP = "config_hash"  # in each stage's folder: the config that staged it
@@ -739,13 +741,17 @@ def annotate(
     pipeline: str = "la",
     out: str = "outputs",
     limit: int | None = None,
-    episodes_per_shard: int = DEFAULT_EPISODES_PER_SHARD,
+    episodes_per_shard: int | None = None,
     location: str | None = None,
     options: dict[str, Any] | None = None,
     overwrite: bool = False,
     retries: int = DEFAULT_RETRIES,
 ) -> Manifest:
-    """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable)."""
+    """Annotate `source` with `pipeline` into OUT/<pipeline>/<source>/ (resumable).
+
+    `episodes_per_shard` (episodes per work unit and shard): None sizes units to about a minute of model time
+    on one GPU from the cards (pipelines/units.py).
+    """
     logger = get_run_logger()  # arguments and secrets were checked by _holding_output_lease, before the lease
     started = time.perf_counter()
     options = dict(options or {})
@@ -766,6 +772,9 @@ def annotate(
     if "warning" in gripper:
         logger.warning(gripper["warning"])
     identity = SourceIdentity(reader.location, reader.fingerprint())
+    if episodes_per_shard is None:  # about a minute of model time on one GPU (pipelines/units.py)
+        episodes_per_shard = default_episodes_per_unit(load_output_card(pipeline), card,
+                                                       effective_params(pipeline, card, options))
     declared = {**declared_config(pipeline, card, options), "episodes_per_shard": episodes_per_shard}
     _refuse_before_loading(target, declared, identity, overwrite, logger)
     pipe = worker_pipeline(pipeline, card, options)

@@ -14,7 +14,6 @@ from prefect import flow
 
 from datasets_cards.manifest import Manifest
 from pipelines.flows.annotate import (
-    DEFAULT_EPISODES_PER_SHARD,
     DEFAULT_RETRIES,
     run_annotate,
     run_name,
@@ -28,7 +27,7 @@ def annotate_deployment(
     pipeline: str = "la",
     out: str = "outputs",
     limit: int | None = None,
-    episodes_per_shard: int = DEFAULT_EPISODES_PER_SHARD,
+    episodes_per_shard: int | None = None,  # None: about a GPU-minute per unit (pipelines/units.py)
     location: str | None = None,
     options: dict[str, Any] | None = None,
     overwrite: bool = False,
