@@ -1,4 +1,4 @@
-"""The annotate command on a real Dask cluster writes the same rows as on local threads."""
+"""The annotate command on a real Dask or Ray cluster writes the same rows as on local threads."""
 
 from __future__ import annotations
 
@@ -35,8 +35,15 @@ def rows(target: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(target / s.path) for s in sorted(manifest.shards, key=lambda s: s.path)])
 
 
+@pytest.fixture(scope="module")
+def threads(tmp_path_factory, cluster_prefect_api) -> pa.Table:
+    """The reference: the same run on local threads."""
+    return rows(annotate(tmp_path_factory.mktemp("threads"), cluster_prefect_api))
+
+
 @pytest.mark.skipif(SOURCE not in list_sources(), reason="needs the embedded sample (sample-droid)")
-def test_la_on_a_dask_cluster_equals_the_threads_run_row_for_row(tmp_path, cluster_prefect_api, dask_address):
-    threads = rows(annotate(tmp_path / "threads", cluster_prefect_api))
-    dask = rows(annotate(tmp_path / "dask", cluster_prefect_api, "--task-runner", "dask", "--address", dask_address))
-    assert threads.num_rows > 4 and dask.equals(threads)
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_la_on_a_cluster_equals_the_threads_run_row_for_row(request, tmp_path, cluster_prefect_api, threads, engine):
+    address = request.getfixturevalue(f"{engine}_address")
+    remote = rows(annotate(tmp_path / engine, cluster_prefect_api, "--task-runner", engine, "--address", address))
+    assert threads.num_rows > 4 and remote.equals(threads)
