@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed, wait
-from prefect.utilities.annotations import quote
 from rich.progress import MofNCompleteColumn, Progress
 
 from datasets_cards import CardError, Episode, EpisodeError, SourceCard, list_sources, load_source_card, sample_card_at
@@ -212,12 +211,20 @@ def _annotate_episodes(
     return stats
 
 
+def card_text(card: SourceCard) -> str:
+    """The card as tasks get it: its JSON text. Dask and Ray walk task parameters into pydantic models, where
+    `dict(model)` breaks on the card's `keys` fields, and Dask turns Prefect's `quote`/`opaque` wrappers (tuples)
+    into plain tuples; a string crosses every runner as it is."""
+    return card.model_dump_json()
+
+
 @task(name="annotate-unit")
 def annotate_unit(
-    card: SourceCard, pipeline: str, location: str | None, options: dict[str, Any], out: str, unit: WorkUnit
+    card_json: str, pipeline: str, location: str | None, options: dict[str, Any], out: str, unit: WorkUnit
 ) -> ShardRecord:
     """Read a unit's episodes, annotate them, write one shard and the unit's quarantine part."""
     started = time.perf_counter()
+    card = SourceCard.model_validate_json(card_json)
     pipe = worker_pipeline(pipeline, card, options)
     pipe.load_stages(out)
     reader = open_reader(card, location)
@@ -250,10 +257,11 @@ def _stage(pipe: Pipeline, name: str) -> Stage:
 
 
 @task(name="stage-collect")
-def collect_unit(card: SourceCard, pipeline: str, location: str | None, options: dict[str, Any], out: str,
+def collect_unit(card_json: str, pipeline: str, location: str | None, options: dict[str, Any], out: str,
                  stage: str, unit: WorkUnit) -> int:
     """One unit's part of a run-level stage, written atomically (the reader's quarantined episodes are skipped:
     the unit that annotates them quarantines them again, with their reason)."""
+    card = SourceCard.model_validate_json(card_json)
     pipe = worker_pipeline(pipeline, card, options)
     step = _stage(pipe, stage)
     episodes = (e for e in open_reader(card, location).read(unit.start, unit.stop) if not isinstance(e, Quarantined))
@@ -265,9 +273,9 @@ def collect_unit(card: SourceCard, pipeline: str, location: str | None, options:
 
 
 @task(name="stage-reduce")
-def reduce_stage(card: SourceCard, pipeline: str, options: dict[str, Any], out: str, stage: str,
+def reduce_stage(card_json: str, pipeline: str, options: dict[str, Any], out: str, stage: str,
                  parts: list[str]) -> dict[str, Any]:
-    pipe = worker_pipeline(pipeline, card, options)
+    pipe = worker_pipeline(pipeline, SourceCard.model_validate_json(card_json), options)
     return _stage(pipe, stage).reduce(out, parts)
 
 
@@ -305,16 +313,16 @@ def _run_stages(pipe: Pipeline, args: tuple, retries: int, units: list[WorkUnit]
                                f"({error!r}); re-run to retry them")
         reduce = reduce_stage.with_options(name=f"{stage.name}-reduce", retries=retries,
                                            retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying)
-        card, pipeline, _location, options = args
-        results[stage.name] = reduce(card, pipeline, options, target, stage.name, [f"{target}/{p}" for p in parts])
+        card_json, pipeline, _location, options = args
+        results[stage.name] = reduce(card_json, pipeline, options, target, stage.name, [f"{target}/{p}" for p in parts])
         logger.info(f"stage {stage.name}: {results[stage.name]}")
     return results
 
 
 @task(name="pipeline-step")
-def run_step(card: SourceCard, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
+def run_step(card_json: str, pipeline: str, options: dict[str, Any], out: str, name: str) -> Any:
     """One of the pipeline's steps on the saved manifest (retried by the flow; idempotent)."""
-    pipe = worker_pipeline(pipeline, card, options)
+    pipe = worker_pipeline(pipeline, SourceCard.model_validate_json(card_json), options)
     step = next(s for s in pipe.steps() if s.name == name)
     return step.run(out, Manifest.load(out))
 
@@ -711,14 +719,24 @@ def _holding_output_lease(fn: Callable[..., Manifest]) -> Callable[..., Manifest
         check_source_reachable(p["source"], card, p["location"], p["pipeline"])  # before a reader loads TensorFlow
         target = output_dir(p["out"], p["pipeline"], card.name)
         run = FlowRunContext.get()
-        with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease:
-            token = _LEASE.set(lease)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _LEASE.reset(token)
+        with OutputLease(target, run_id=str(run.flow_run.id) if run and run.flow_run else None) as lease, \
+                _checked_lease(lease):
+            return fn(*args, **kwargs)
 
     return holding
+
+
+@contextmanager
+def _checked_lease(lease: OutputLease) -> Iterator[None]:
+    """`lease` is the one `_check_lease` checks while the flow body runs.
+
+    Module-level, so that `holding` does not name `_LEASE`: Dask and Ray pickle the flow function by value
+    (it travels with the flow run context to every task), and a ContextVar cannot be pickled."""
+    token = _LEASE.set(lease)
+    try:
+        yield
+    finally:
+        _LEASE.reset(token)
 
 
 def _check_lease() -> None:
@@ -800,9 +818,9 @@ def annotate(
     logger.info(f"{card.name} → {pipeline}: {n} episodes, {len(units)} units, {len(todo)} to do, in {target}")
     manifest.save(target)
 
-    # Tasks get the card itself, not its name or file: a worker elsewhere may have neither (and a card
+    # Tasks get the card itself (as JSON), not its name or file: a worker elsewhere may have neither (and a card
     # file named like a built-in card must not turn into the built-in one).
-    args = (quote(card), pipeline, location, options)  # quote: Prefect passes the model through untouched
+    args = (card_text(card), pipeline, location, options)
     stage_stats = _run_stages(pipe, args, retries, units, target, manifest.config_hash, logger)
     failures = _run_units(todo, len(units), args, retries, manifest, target, f"{pipeline} ← {card.name}", ids,
                           logger)
@@ -813,7 +831,7 @@ def annotate(
     manifest.stats = {**pipe.finalize(target, manifest), **stage_stats, **({"gripper": gripper} if gripper else {}),
                       "quarantine": _quarantine_stats(target)}
     manifest.save(target)
-    steps_ok = _run_steps(pipe, (quote(card), pipeline, options), retries, manifest, target, logger)
+    steps_ok = _run_steps(pipe, (card_text(card), pipeline, options), retries, manifest, target, logger)
     manifest.complete = not failures and steps_ok and len(manifest.shards) == len(units)
     manifest.stats = {**manifest.stats, "run": {
         "episodes": n, "wall_seconds": round(time.perf_counter() - started, 1),  # this run's, resumes count anew
