@@ -20,9 +20,9 @@ def s3_server(logdir: Path) -> Iterator[dict[str, str]]:
     """Start moto's S3 server; yield the env (credentials and AWS_ENDPOINT_URL) a client needs."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(logdir / "moto.log", "wb")
-    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(logdir / "moto.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def healthy() -> bool:
         if proc.poll() is not None:
@@ -37,4 +37,3 @@ def s3_server(logdir: Path) -> Iterator[dict[str, str]]:
         yield {**S3_ENV, "AWS_ENDPOINT_URL": url}
     finally:
         stop_process(proc)
-        log.close()
