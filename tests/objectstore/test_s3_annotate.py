@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ from datasets_cards import list_sources
 pytestmark = [pytest.mark.server, pytest.mark.skipif("sample-droid" not in list_sources(),
                                                      reason="needs the embedded sample (sample-droid)")]
 SOURCE, PIPELINE, EPISODES = "sample-droid", "la", 8
+ROOT = Path(__file__).resolve().parents[2]
 VOLATILE = {"source_location"}  # where the source was read from: not a property of the rows
 
 
@@ -28,7 +30,7 @@ def command(out: str) -> list[str]:
 
 
 def run(out: str, env: dict) -> None:
-    done = subprocess.run(command(out), check=False, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(out), check=False, env=env, cwd=env["RUN_CWD"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -53,8 +55,10 @@ def rows(out: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def env(prefect_api_s3, s3_env) -> dict:
-    return {**os.environ, **s3_env, **prefect_api_s3}
+def env(prefect_api_s3, s3_env, tmp_path_factory) -> dict:
+    """Runs start in a temp folder (a remote OUT's run log goes to ./logs/), importing this checkout's code."""
+    return {**os.environ, **s3_env, **prefect_api_s3, "PYTHONPATH": str(ROOT),
+            "RUN_CWD": str(tmp_path_factory.mktemp("cwd"))}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,7 @@ def test_annotate_to_s3_writes_the_rows_of_a_local_run(env, local_rows, s3_prefi
 
 def test_sigkill_then_resume_on_s3_matches_uninterrupted_run(env, local_rows, s3_prefix):
     target = f"{s3_prefix}/{PIPELINE}/{SOURCE}"
-    proc = subprocess.Popen(command(s3_prefix), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(command(s3_prefix), env=env, cwd=env["RUN_CWD"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
