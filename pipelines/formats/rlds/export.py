@@ -33,6 +33,10 @@ The dataset is written with `pipelines.formats.rlds.writer.write_rlds` (standard
 TFRecord shards + dataset_info.json + features.json) to
 `dest/<pipeline>_<source>/<card version>/`, which
 `tfds.builder_from_directory(...)` and Open X-Embodiment loaders read.
+A remote `dest` (s3://, gs://, any fsspec URL) is staged in a local temp folder (the writer is
+local-path only, and TensorFlow's own S3 filesystem is not maintained for this TensorFlow) and then
+uploaded through fsspec: the TFRecord shards first, the JSON metadata last, so a reader that finds
+dataset_info.json finds the whole dataset.
 Every shard is checked against the manifest (size and sha256) first: a damaged
 or missing one raises `ShardIntegrityError` naming it, and nothing is written.
 Memory: one shard's table and one episode at a time.
@@ -41,6 +45,7 @@ Memory: one shard's table and one episode at a time.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,8 +73,15 @@ RLDS_FLAGS = ("is_first", "is_last", "is_terminal")
 
 
 @EXPORTERS.register("rlds")
-def export_rlds(output_dir: str, dest: str) -> Path:
-    """Write the output folder `output_dir` as an RLDS dataset under `dest`; return its directory."""
+def export_rlds(output_dir: str, dest: str) -> Path | str:
+    """Write the output folder `output_dir` as an RLDS dataset under `dest`; return its directory (a URL if remote)."""
+    fs, root = fsspec.core.url_to_fs(dest)
+    if not _is_local(fs):
+        with tempfile.TemporaryDirectory(prefix="rlds-export-") as staging:
+            built = export_rlds(output_dir, staging)
+            target = f"{root.rstrip('/')}/{built.relative_to(staging).as_posix()}"
+            _upload(fs, built, target)
+        return fs.unstrip_protocol(target)
     manifest = _load_manifest(output_dir)
     card = load_output_card(manifest.pipeline)
     shards = [f"{output_dir.rstrip('/')}/{s.path}" for s in manifest.current_shards]
@@ -94,6 +106,19 @@ def export_rlds(output_dir: str, dest: str) -> Path:
         version=card.version,
         description=f"{card.description} (exported from {output_dir}; source {manifest.source})",
     )
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def _upload(fs: fsspec.AbstractFileSystem, local_dir: Path, target: str) -> None:
+    """Replace `target` with the files of `local_dir`: data first, the *.json metadata last."""
+    if fs.exists(target):
+        fs.rm(target, recursive=True)
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    for path in sorted(files, key=lambda p: p.suffix == ".json"):
+        fs.put_file(str(path), f"{target}/{path.relative_to(local_dir).as_posix()}")
 
 
 def _load_manifest(output_dir: str) -> Manifest:

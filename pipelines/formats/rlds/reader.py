@@ -67,10 +67,38 @@ METADATA_FILES = (DATASET_INFO_FILE, FEATURES_FILE)  # what TFDS needs to open a
 STEPS = "steps"
 CHECK_FRAMES = ("first", "all", "none")
 _STEP_BATCH = 4096  # steps fetched per tf.data batch; one batch holds a whole typical episode
+# What a URL scheme TensorFlow has no filesystem for needs (TFDS reads RLDS through tf.io.gfile, not fsspec).
+SCHEME_HINTS = {
+    "s3": "TensorFlow has had no built-in s3:// filesystem since 2.6 and tensorflow-io, which registers one, "
+          "is released for older TensorFlow versions; copy the dataset to a local disk (e.g. `aws s3 sync`) "
+          "or to a gs:// bucket (built into TensorFlow) and point --location there",
+}
+
+
+class UnsupportedSchemeError(CardError):
+    """TensorFlow has no filesystem for the source location's URL scheme; the message says what to do.
+
+    A CardError: the command line reports it in one line, before anything is read.
+    """
+
+
+def check_scheme(location: str) -> None:
+    """Raise UnsupportedSchemeError unless TensorFlow can read `location`'s URL scheme (checked, no request made)."""
+    scheme, sep, _ = location.partition("://")
+    if sep and scheme not in tf.io.gfile.get_registered_schemes():
+        hint = SCHEME_HINTS.get(scheme, f"install the TensorFlow filesystem plugin for {scheme}://, or copy the "
+                                        "dataset to a local disk")
+        raise UnsupportedSchemeError(f"RLDS location {location!r}: TensorFlow {tf.__version__} cannot read "
+                                     f"{scheme}:// (it reads {', '.join(_schemes())}); {hint}")
+
+
+def _schemes() -> list[str]:
+    return [f"{s}://" for s in tf.io.gfile.get_registered_schemes() if s and s != "ram"] + ["local paths"]
 
 
 def resolve_version_dir(location: str) -> str:
     """`location` itself if it holds dataset_info.json, else its highest version subfolder that does."""
+    check_scheme(location)
     if tf.io.gfile.exists(f"{location.rstrip('/')}/{DATASET_INFO_FILE}"):
         return location
     if not tf.io.gfile.isdir(location):
