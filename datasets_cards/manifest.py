@@ -63,6 +63,8 @@ class ShardRecord(BaseModel):
     episodes: list[str]  # episode ids read for this unit (quarantined ones included)
     seconds: float  # wall time of the unit (read + annotate + write)
     stats: dict[str, Any] = Field(default_factory=dict)  # per-unit statistics the pipeline reports
+    worker: str = ""  # "host:pid" of the process that ran the unit
+    pipelines_built: int = 0  # pipelines that process had built (models loaded) when the unit ended
 
     @field_validator("path")
     @classmethod

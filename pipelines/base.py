@@ -325,3 +325,9 @@ def worker_pipeline(name: str, source: SourceCard, options: dict[str, Any] | Non
     """The pipeline for this worker process, built once (models load once per process, even with threads)."""
     with _BUILD_LOCK:
         return _cached(name, source.model_dump_json(), json.dumps(options or {}, sort_keys=True))
+
+
+def pipelines_built() -> int:
+    """How many pipelines this process has built so far; each loaded its models once (recorded per shard, so a
+    run on a cluster shows that models load once per worker process, not once per unit)."""
+    return _cached.cache_info().misses

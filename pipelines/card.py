@@ -55,6 +55,10 @@ def run_summary(manifest: Manifest, source: SourceCard) -> str:
     if run:
         lines.append(f"- time: {run['unit_seconds']} s in the units (every run that made them), "
                      f"{run['wall_seconds']} s wall for the last run")
+    workers = {s.worker for s in manifest.current_shards if s.worker}
+    if workers:
+        lines.append(f"- workers: {len(workers)} process(es) ran the {len(manifest.current_shards)} unit(s) "
+                     "(each shard's `worker` and `pipelines_built` in the manifest)")
     lines.append(f"- code version: `{manifest.code_version}`, config hash `{manifest.config_hash}`, "
                  f"complete: {manifest.complete}")
     return "\n".join(lines)

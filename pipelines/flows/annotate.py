@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import socket
 import sys
 import time
 from collections import deque
@@ -70,7 +72,7 @@ from datasets_cards.manifest import (
     now,
 )
 from pipelines.artifact_images import inline_images
-from pipelines.base import Pipeline, Stage, declared_config, merge_stats, worker_pipeline
+from pipelines.base import Pipeline, Stage, declared_config, merge_stats, pipelines_built, worker_pipeline
 from pipelines.card import render_card
 from pipelines.flows.arguments import (
     check_card_secrets,
@@ -249,6 +251,8 @@ def annotate_unit(
         episodes=episode_ids,
         seconds=round(time.perf_counter() - started, 3),
         stats={"quarantined": len(quarantined), **stats},
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        pipelines_built=pipelines_built(),
     )
 
 
