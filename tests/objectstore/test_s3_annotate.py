@@ -104,3 +104,15 @@ def test_sigkill_then_resume_on_s3_matches_uninterrupted_run(env, local_rows, s3
 
     run(s3_prefix, env)
     assert rows(s3_prefix) == local_rows  # no lost, no duplicated rows
+
+
+def test_two_runs_started_at_once_on_one_s3_out_one_writes(env, local_rows, s3_prefix):
+    """Two workers handed the same OUT: the lease lets one write; the other stops before writing, saying why."""
+    runs = [subprocess.Popen(command(s3_prefix), env=env, cwd=env["RUN_CWD"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    logs = [r.communicate(timeout=300)[0] for r in runs]
+    codes = sorted(r.returncode for r in runs)
+    loser = logs[[r.returncode for r in runs].index(codes[1])]
+    assert codes[0] == 0 and codes[1] != 0, logs
+    assert "lease" in loser.lower() and "Traceback" not in loser, loser[-3000:]
+    assert rows(s3_prefix) == local_rows  # the winner's output, whole, with no row of the other run
