@@ -1,5 +1,6 @@
-"""A Dask or Ray worker process SIGKILLed in the middle of a unit: the run still finishes, with exactly the rows
-of an uninterrupted run, and no half-written shard is part of the output."""
+"""gaze (a tiny random-weight Grounding DINO) on a real Dask or Ray cluster with a worker process SIGKILLed in the
+middle of a unit: the run still finishes, with exactly the rows of an uninterrupted run on local threads, no
+half-written shard is part of the output, and no worker built its pipeline (loaded the model) twice."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from datasets_cards import list_sources
 from datasets_cards.manifest import Manifest
+from tests.clusters.worker_records import assert_built_once_per_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE, UNITS = "sample-bridge", 6
@@ -96,6 +98,8 @@ def test_worker_killed_mid_unit_loses_and_repeats_no_row(request, tmp_path, clus
     assert run.returncode == 0, log[-6000:]
 
     assert listed_rows(target).equals(reference)
-    listed = {Path(s.path).name for s in Manifest.load(str(target)).shards}
+    manifest = Manifest.load(str(target))
+    assert_built_once_per_worker(manifest.shards, run.pid)
+    listed = {Path(s.path).name for s in manifest.shards}
     stray = [p.name for p in (target / "shards").iterdir() if p.name not in listed]
     assert all(name.startswith(".tmp-") for name in stray), stray  # at most the killed unit's unfinished temp file
