@@ -262,6 +262,22 @@ class GlobalOrderDataset(IterableDataset):
                 yield self.decode_row(row) if self.decode_row else row
 
 
+# pyarrow reads a null fixed-size list (a lost object's `box`) from Parquet only from 26 on (apache/arrow#35692);
+# older versions fail on such a row group with "Expected all lists to be of size=4", which would read as damage.
+NULL_FIXED_LIST_PYARROW = 26
+
+
+def require_null_fixed_list_reads(schema: pa.Schema, columns: list[str]) -> None:
+    """Refuse to start with a pyarrow that cannot read the nullable fixed-size list columns to be read."""
+    if int(pa.__version__.split(".")[0]) >= NULL_FIXED_LIST_PYARROW:
+        return
+    risky = [f.name for f in schema if f.name in columns and f.nullable and pa.types.is_fixed_size_list(f.type)]
+    if risky:
+        raise RuntimeError(f"pyarrow {pa.__version__} cannot read null values of the fixed-size list column(s) "
+                           f"{', '.join(risky)} (apache/arrow#35692, fixed in pyarrow {NULL_FIXED_LIST_PYARROW}): "
+                           f"pip install 'pyarrow>={NULL_FIXED_LIST_PYARROW}'")
+
+
 class ShardDataset(GlobalOrderDataset):
     """Rows of one output folder (local path or fsspec URL), checked against its output card."""
 
@@ -323,6 +339,7 @@ class ShardDataset(GlobalOrderDataset):
     def _check_shards(self, verify_checksums: bool) -> list[Piece]:
         fs, base = self._fs()
         expected = self.card.arrow_schema()
+        require_null_fixed_list_reads(expected, self.columns)
         pieces: list[Piece] = []
         for record in self.manifest.current_shards:
             path = f"{base}/{record.path}"

@@ -237,3 +237,22 @@ def test_a_mixture_of_fractal_and_bridge_folders_keeps_their_episodes_apart(tmp_
     assert seen == {"bridge", "fractal"}
     loss = recipe.loss(model, batch)
     assert torch.isfinite(loss)
+
+
+# ---- reading null boxes ---------------------------------------------------------------------------------------
+
+def test_lost_objects_null_boxes_read_back_and_an_old_pyarrow_is_refused_by_name(folder, monkeypatch):
+    import pyarrow as pa
+
+    from trainer.data import ShardDataset
+
+    ds = ShardDataset(str(folder), columns=["box", "box_prompt", "episode_id"], verify_checksums=False)
+    tables = [ds._read_piece(p, ["box", "box_prompt"]) for p in ds.pieces]
+    boxes = [b for t in tables for b in t.column("box").to_pylist()]
+    assert None in boxes and all(b is None or len(b) == 4 for b in boxes)
+
+    # pyarrow < 26 fails on such row groups as if they were damaged (apache/arrow#35692): refuse it up front.
+    monkeypatch.setattr(pa, "__version__", "25.0.1")
+    with pytest.raises(RuntimeError, match=r"box, box_prompt .*pyarrow>=26"):
+        ShardDataset(str(folder), columns=["box", "box_prompt", "episode_id"], verify_checksums=False)
+    ShardDataset(str(folder), columns=["episode_id", "frame_index"], verify_checksums=False)  # no such column read
