@@ -41,7 +41,10 @@ def test_future_views_and_stride_change_the_frames_an_episode_costs():
 def test_a_card_without_episode_length_gets_the_fallback_and_the_largest_unit_is_capped():
     assert load_source_card("so101").episode_steps is None
     assert unit_size("la", "so101") == FALLBACK_EPISODES_PER_UNIT
-    assert unit_size("pixel", "bridge") == MAX_EPISODES_PER_UNIT  # 36-step episodes: 2,778 uncapped
+    pixel, bridge = load_output_card("pixel"), load_source_card("bridge")
+    short = bridge.model_copy(update={"episode_steps": 2})  # 2,700 uncapped
+    assert round(pixel.unit_frames / short.episode_steps) > MAX_EPISODES_PER_UNIT
+    assert default_episodes_per_unit(pixel, short, effective_params("pixel", short, {})) == MAX_EPISODES_PER_UNIT
 
 
 def test_annotate_without_a_unit_size_uses_the_cards_and_records_it(prefect_api, tmp_path):
