@@ -9,6 +9,11 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.install-stamp
 EXTRAS ?= models,tfds,sim,vlm,kinematics,dev
 
+# LeRobot pins its own torch (< 2.11), torchvision and av: its own virtualenv, for `make conformance` only.
+LEROBOT_VENV := .venv-lerobot
+LEROBOT_STAMP := $(LEROBOT_VENV)/.install-stamp
+LEROBOT_VERSION ?= 0.4.4
+
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.install-stamp
 LS_VERSION ?= 1.23.2
@@ -37,7 +42,7 @@ prefect-server deploy worker: export PREFECT_API_URL := $(PREFECT_API_URL)
 prefect-server: export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: help install labelstudio-venv test annotate review labelstudio prefect-server deploy worker \
+.PHONY: help install labelstudio-venv lerobot-venv conformance test annotate review labelstudio prefect-server deploy worker \
         sample-data bench bench-gpu train clean
 
 help:  ## list the targets
@@ -59,6 +64,16 @@ labelstudio-venv: $(LS_STAMP)  ## install the Label Studio server in its own vir
 
 test: install labelstudio-venv  ## run the test suite (starts real Prefect and Label Studio servers)
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+$(LEROBOT_STAMP):
+	@test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/pip install --quiet --disable-pip-version-check "lerobot==$(LEROBOT_VERSION)"
+	@touch $@
+
+lerobot-venv: $(LEROBOT_STAMP)  ## install LeRobot in its own virtualenv (its own torch: about 5 min, 8.3 GB)
+
+conformance: install lerobot-venv  ## LeRobot itself loads la's LeRobot folders (v3.0, and v2.1 through its converter)
+	LEROBOT_PYTHON=$(CURDIR)/$(LEROBOT_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider tests/conformance
 
 annotate: install  ## annotate DATASET [PIPELINE=gaze|pixel|future|la] [OUT=outputs] [LIMIT=n] [LOCATION=path]
 	$(PY) -m pipelines annotate $(DATASET) --out $(OUT) \
@@ -108,6 +123,6 @@ bench-gpu: install  ## every GPU measurement in one run, 10 min budget on one H1
 train: install  ## train a reference recipe: make train RECIPE=la DATA=outputs/la/sample-droid
 	$(PY) -m trainer --recipe $(RECIPE) --data $(DATA) --steps $(STEPS) --out $(OUT)/checkpoints/$(RECIPE)
 
-clean:  ## remove outputs, caches and both virtualenvs
-	rm -rf $(VENV) $(LS_VENV) $(OUT) .prefect .pytest_cache .labelstudio-data
+clean:  ## remove outputs, caches and the virtualenvs
+	rm -rf $(VENV) $(LS_VENV) $(LEROBOT_VENV) $(OUT) .prefect .pytest_cache .labelstudio-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

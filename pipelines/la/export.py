@@ -1,4 +1,7 @@
-"""The la dataset as LeRobot v2.1 layouts: vision-free (LA-33K's key names) and LA-V with camera videos.
+"""The la dataset as LeRobot layouts: vision-free (LA-33K's key names) and LA-V with camera videos.
+
+v3.0 by default, the only layout current LeRobot releases load; v2.1 (`lerobot_version=2.1`) is the
+layout LA-33K was published in.
 
 The Parquet shards are the record; the layouts are derived from the shards of the
 manifest's current generation, streamed one record batch at a time, so rewriting
@@ -31,15 +34,18 @@ from pipelines.formats.lerobot.writer import (
     EncodedVideo,
     LeRobotEpisode,
     write_lerobot_v21,
+    write_lerobot_v30,
 )
 from pipelines.io import write_bytes_atomic, write_text_atomic
 from pipelines.io.video import VideoEncoder, decode_segment, pick_video_codec
 from pipelines.la.rows import BOUNDARY_CORRECTED
 
-LEROBOT_DIR = "lerobot"  # vision-free LA episodes, LeRobot v2.1
+LEROBOT_DIR = "lerobot"  # vision-free LA episodes
 LEROBOT_V_DIR = "lerobot_v"  # LA-V: the same episodes with camera videos
 LAV_STAGING_DIR = "_staging/lerobot_v"  # per-segment clips encoded by the units
 BATCH_ROWS = 256  # rows converted at a time while exporting
+WRITERS = {"3.0": write_lerobot_v30, "2.1": write_lerobot_v21}  # LeRobot layout version → writer
+DEFAULT_LEROBOT_VERSION = "3.0"
 
 # LA-33K's released key names
 STATE_KEY = "observation.state.cartesian_position"
@@ -223,8 +229,9 @@ def _candidates_by_episode(out_dir: str, manifest: Manifest) -> dict[str, list[d
 
 # -- the layouts -------------------------------------------------------------------------------------
 
-def write_lerobot(out_dir: str, manifest: Manifest, fps: float, robot_type: str) -> int:
-    """Vision-free LeRobot v2.1 layout of every row under OUT/lerobot/. Returns the episode count."""
+def write_lerobot(out_dir: str, manifest: Manifest, fps: float, robot_type: str,
+                  version: str = DEFAULT_LEROBOT_VERSION) -> int:
+    """Vision-free LeRobot layout (`version`) of every row under OUT/lerobot/. Returns the episode count."""
     rows = iter_rows(out_dir, manifest)
     first = next(rows, None)
     if first is None:
@@ -239,8 +246,8 @@ def write_lerobot(out_dir: str, manifest: Manifest, fps: float, robot_type: str)
             yield LeRobotEpisode(task=row["instruction"], data=row_to_data(row))
 
     with tempfile.TemporaryDirectory(prefix="la-lerobot-") as tmp:
-        write_lerobot_v21(f"{tmp}/ds", fps=fps, features=lerobot_features(first), episodes=episodes(),
-                          robot_type=robot_type)
+        WRITERS[version](f"{tmp}/ds", fps=fps, features=lerobot_features(first), episodes=episodes(),
+                         robot_type=robot_type)
         _replace_dir(f"{tmp}/ds", f"{out_dir}/{LEROBOT_DIR}")
     return count
 
@@ -250,8 +257,12 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
     yield from rest
 
 
-def write_lerobot_v(out_dir: str, manifest: Manifest, fps: float, robot_type: str) -> dict[str, int]:
+def write_lerobot_v(out_dir: str, manifest: Manifest, fps: float, robot_type: str,
+                    version: str = DEFAULT_LEROBOT_VERSION) -> dict[str, int]:
     """LA-V: the same episodes plus one video per camera, under OUT/lerobot_v/, from the staged clips.
+
+    v2.1 copies each clip as the episode's video file; v3.0 concatenates the episodes of a file into one
+    video, so the clips are decoded and encoded again.
 
     Returns {"lav_episodes": written, "lav_missing": rows without staged clips (annotated without `lav`)}.
     """
@@ -278,20 +289,29 @@ def write_lerobot_v(out_dir: str, manifest: Manifest, fps: float, robot_type: st
                     continue
                 videos = {CAMERA_KEY.format(camera=c): clips.video(row, c, fps) for c in shapes}
                 written += 1
-                yield LeRobotEpisode(task=row["instruction"], data=row_to_data(row), videos=videos)
+                if version == "2.1":
+                    yield LeRobotEpisode(task=row["instruction"], data=row_to_data(row), videos=videos)
+                else:
+                    frames = {key: decode_segment(v.path, start_time=0.0, num_frames=v.length, fps=fps)
+                              for key, v in videos.items()}
+                    yield LeRobotEpisode(task=row["instruction"], data=row_to_data(row), frames=frames)
 
-        write_lerobot_v21(f"{tmp}/ds", fps=fps, features=lerobot_features(first, shapes), episodes=episodes(),
-                          robot_type=robot_type, video_codec=clips.meta(first["source_episode_id"],
-                                                                       first["segment_index"], next(iter(shapes)))["codec"])
+        codec = clips.meta(first["source_episode_id"], first["segment_index"], next(iter(shapes)))["codec"]
+        WRITERS[version](f"{tmp}/ds", fps=fps, features=lerobot_features(first, shapes), episodes=episodes(),
+                         robot_type=robot_type, video_codec=codec)
         _replace_dir(f"{tmp}/ds", f"{out_dir}/{LEROBOT_V_DIR}")
     return {"lav_episodes": written, "lav_missing": missing}
 
 
-def write_layouts(out_dir: str, manifest: Manifest, card: SourceCard, *, lav: bool) -> dict[str, Any]:
-    """LeRobot v2.1 (vision-free) and, with `lav`, LA-V; returns what card.md reports about them."""
+def write_layouts(out_dir: str, manifest: Manifest, card: SourceCard, *, lav: bool,
+                  version: str = DEFAULT_LEROBOT_VERSION) -> dict[str, Any]:
+    """LeRobot layouts (`version`): vision-free and, with `lav`, LA-V; returns what card.md reports about them."""
+    if version not in WRITERS:
+        raise ValueError(f"LeRobot layout version {version!r} is not written; choose one of {', '.join(WRITERS)}")
     robot_type = str(card.params.la.extra.get("robot_type", card.name))
-    info: dict[str, Any] = {"path": LEROBOT_DIR, "episodes": write_lerobot(out_dir, manifest, card.fps, robot_type)}
+    info: dict[str, Any] = {"path": LEROBOT_DIR, "version": version,
+                            "episodes": write_lerobot(out_dir, manifest, card.fps, robot_type, version)}
     if lav:
         info["lav_path"] = LEROBOT_V_DIR
-        info.update(write_lerobot_v(out_dir, manifest, card.fps, robot_type))
+        info.update(write_lerobot_v(out_dir, manifest, card.fps, robot_type, version))
     return info

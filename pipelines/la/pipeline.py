@@ -18,7 +18,7 @@ episode artifacts (per episode, inside the unit, while its frames are in memory)
 finalize (per run)
     Table 3 statistics, primitive histogram, token ledger, from the shard records.
 steps (per run, each a retried task)
-    lerobot: LeRobot v2.1 layout (vision-free) and, with `lav`, LA-V;
+    lerobot: LeRobot layout, v3.0 by default (vision-free) and, with `lav`, LA-V;
     review:  push the candidates to Label Studio, or write importable task JSON.
 
 Options (flags, recorded in the manifest; `python -m pipelines options la` lists them): any LaParams field
@@ -31,7 +31,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
@@ -74,10 +74,13 @@ def _is_remote(out_dir: str) -> bool:
 class LaOptions(RunOptions):
     """The la pipeline's run-time keys (besides LaParams' fields)."""
 
-    NOT_HASHED = frozenset({"plots", "vlm_cache"})  # how the run goes, not its rows
+    NOT_HASHED = frozenset({"plots", "vlm_cache", "lerobot_version"})  # how the run goes, not its rows
 
     review: bool = Field(True, description="review clips and Label Studio tasks (false: candidates only)")
     lav: bool = Field(False, description="write the LA-V videos (sources with cameras)")
+    lerobot_version: Literal["3.0", "2.1"] = Field(
+        export.DEFAULT_LEROBOT_VERSION, description="LeRobot layout of lerobot/ and lerobot_v/: 3.0 (what LeRobot "
+                                                    ">= 0.4 loads) or 2.1 (LA-33K's published layout)")
     plots: int = Field(3, ge=0, description="episodes whose keyframe plot goes to OUT/plots/ for card.md")
     vlm: dict[str, Any] = Field(default_factory=dict, description="segmenter=vlm: VlmConfig fields over the card's "
                                                                   '(e.g. {"model": ..., "max_in_flight": 4})')
@@ -276,7 +279,8 @@ class LaPipeline(Pipeline):
         return steps
 
     def write_lerobot(self, out_dir: str, manifest: Manifest) -> dict[str, Any]:
-        return export.write_layouts(out_dir, manifest, self.source, lav=self.lav)
+        return export.write_layouts(out_dir, manifest, self.source, lav=self.lav,
+                                    version=self.run_options.lerobot_version)
 
     def send_to_review(self, out_dir: str, manifest: Manifest) -> str:
         """Push candidates to Label Studio when LABEL_STUDIO_URL is set, else write importable task JSON."""

@@ -199,8 +199,10 @@ def publish(out_dir: str) -> dict[str, Any]:
     out_dir = out_dir.rstrip("/")
     manifest = Manifest.load(out_dir)
     source = manifest.source_card()
-    lav = bool((manifest.config.get("options") or {}).get("lav", False))
-    manifest.stats = {**manifest.stats, "lerobot": export.write_layouts(out_dir, manifest, source, lav=lav)}
+    options = manifest.config.get("options") or {}
+    layouts = export.write_layouts(out_dir, manifest, source, lav=bool(options.get("lav", False)),
+                                   version=str(options.get("lerobot_version", export.DEFAULT_LEROBOT_VERSION)))
+    manifest.stats = {**manifest.stats, "lerobot": layouts}
     manifest.save(out_dir)
     write_text_atomic(f"{out_dir}/{CARD_FILE}", render_card(load_output_card("la"), manifest, source))
     return manifest.stats["lerobot"]

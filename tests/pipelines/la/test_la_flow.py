@@ -1,4 +1,4 @@
-"""The la pipeline through the real Prefect annotate flow: shards, card, LeRobot v2.1 and LA-V.
+"""The la pipeline through the real Prefect annotate flow: shards, card, LeRobot v3.0 and LA-V.
 
 A synthetic format stands in for the source (pick-and-place with small camera frames, see
 conftest.py); another test runs the generated sample-droid when it is present, and one the
@@ -15,7 +15,6 @@ import pytest
 
 from datasets_cards.constants import REVIEW_DIR
 from pipelines.flows import annotate as flow_module
-from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from pipelines.la.review import labeling
 from pipelines.la.review.push import (
     LABEL_CONFIG_FILE,
@@ -31,6 +30,7 @@ from tests.pipelines.la.conftest import (
     synthetic_format,
     write_synthetic_card,
 )
+from tests.pipelines.la.lerobot_checks import assert_lerobot_v30_holds, current_rows, video_frames
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,16 @@ def test_flow_writes_complete_la_run_with_card(run):
     assert all((target / p).exists() for p in manifest.stats["plots"]) and len(manifest.stats["plots"]) == 2
 
 
-def test_flow_lerobot_and_lav_layouts_validate(run):
+def test_flow_lerobot_and_lav_layouts_hold_the_rows(run):
     target, manifest = run
-    assert validate_lerobot_v21(target / "lerobot") == []
-    assert validate_lerobot_v21(target / "lerobot_v") == []
-    info = json.loads((target / "lerobot_v" / "meta" / "info.json").read_text())
+    rows = current_rows(target)
+    assert_lerobot_v30_holds(target / "lerobot", rows)
+    info = assert_lerobot_v30_holds(target / "lerobot_v", rows)
     assert info["total_episodes"] == manifest.rows == manifest.stats["lerobot"]["lav_episodes"]
     videos = {k for k, f in info["features"].items() if f["dtype"] == "video"}
     assert videos == {f"observation.images.{c}" for c in CAMERAS}
+    for key in videos:  # v3.0: one video file holds every episode, back to back
+        assert video_frames(target / "lerobot_v", key) == [r["end"] - r["start"] for r in rows]
 
 
 def test_sample_droid_runs_end_to_end(tmp_path):
@@ -72,7 +74,7 @@ def test_sample_droid_runs_end_to_end(tmp_path):
                                     episodes_per_shard=1, options={"plots": 1})
     target = tmp_path / "la" / "sample-droid"
     assert manifest.complete and manifest.rows > 2 * 3
-    assert validate_lerobot_v21(target / "lerobot") == []
+    assert_lerobot_v30_holds(target / "lerobot", current_rows(target))
     assert set(manifest.stats["primitives"]) <= {"move", "grasp", "lift", "transport", "lower", "place", "wait",
                                                  "wrist_rotate", "push", "pull", "press", "rotate", "reorient"}
 
@@ -99,11 +101,8 @@ def test_lav_after_review_keeps_staged_clips_and_recuts_a_moved_boundary_from_th
     """LA-V of the verified generation without the source: staged clips, a moved boundary cut from them."""
     import shutil
 
-    import av
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from datasets_cards.manifest import Manifest
     from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
 
     target, manifest = run
@@ -118,13 +117,11 @@ def test_lav_after_review_keeps_staged_clips_and_recuts_a_moved_boundary_from_th
     apply_verdicts(str(out), table)
     info = publish(str(out))
     assert (info["lav_episodes"], info["lav_missing"]) == (2, 0)
-    assert validate_lerobot_v21(out / "lerobot_v") == []
-    rows = [r for s in Manifest.load(str(out)).current_shards for r in pq.read_table(out / s.path).to_pylist()]
+    rows = current_rows(out)
+    assert_lerobot_v30_holds(out / "lerobot_v", rows)
     recut = rows[1]
     assert recut["start"] == 10 and "boundary_corrected" in recut["flags"]
-    video = out / "lerobot_v" / "videos" / "chunk-000" / f"observation.images.{CAMERAS[0]}" / "episode_000001.mp4"
-    with av.open(str(video)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == recut["end"] - recut["start"]
+    assert video_frames(out / "lerobot_v", f"observation.images.{CAMERAS[0]}") == [r["end"] - r["start"] for r in rows]
 
 
 def test_a_source_without_cameras_gets_review_tasks_with_state_plots_instead_of_clips(state_only_run):

@@ -1,8 +1,7 @@
-"""The la pipeline on synthetic episodes: rows, statistics, plots, LeRobot v2.1, verdicts."""
+"""The la pipeline on synthetic episodes: rows, statistics, plots, LeRobot v3.0 (and v2.1), verdicts."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -15,7 +14,9 @@ from datasets_cards.manifest import Manifest, ShardRecord
 from pipelines.base import make_pipeline, merge_stats
 from pipelines.formats.lerobot.validate import validate_lerobot_v21
 from pipelines.io import ShardWriter
+from pipelines.la.export import write_layouts
 from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
+from tests.pipelines.la.lerobot_checks import assert_lerobot_v30_holds
 from tests.annotators.segments.segment_factories import PICK_AND_PLACE, phase_trajectory
 
 
@@ -96,15 +97,26 @@ def test_finalize_reports_table3_and_primitives(run):
     assert manifest.stats["plots"] == ["plots/episode-000.png"]
 
 
-def test_lerobot_layout_is_valid_v21_with_la33k_keys(run):
+def test_lerobot_layout_is_v30_by_default_with_la33k_keys_and_the_rows_values(run):
     out, manifest = run
-    assert validate_lerobot_v21(f"{out}/lerobot") == []
-    info = json.loads(open(f"{out}/lerobot/meta/info.json").read())
-    assert info["total_episodes"] == manifest.rows
+    info = assert_lerobot_v30_holds(f"{out}/lerobot", read_current(out))
+    assert manifest.stats["lerobot"]["version"] == "3.0"
     for key in ("observation.state.cartesian_position", "observation.state.gripper_position",
                 "action.cartesian_position", "action.gripper_position"):
         assert key in info["features"]
     assert info["features"]["action.cartesian_position"]["shape"] == [6]
+
+
+def test_lerobot_v21_stays_an_option_and_validates(run, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "la" / "droid")
+    shutil.copytree(run[0], out)
+    info = write_layouts(out, Manifest.load(out), load_source_card("droid"), lav=False, version="2.1")
+    assert info["version"] == "2.1" and info["episodes"] == run[1].rows
+    assert validate_lerobot_v21(f"{out}/lerobot") == []
+    with pytest.raises(ValueError, match="choose one of 3.0, 2.1"):
+        write_layouts(out, Manifest.load(out), load_source_card("droid"), lav=False, version="2.0")
 
 
 def verdicts(rows: list[tuple]) -> pa.Table:
@@ -138,7 +150,7 @@ def test_apply_verdicts_keeps_quality_at_least_two_and_applies_corrections(run, 
     assert manifest.generation == 1 and all(s.path.startswith("verified/0001/") for s in manifest.current_shards)
     assert manifest.rows == 3 and manifest.stats["table3"]["verified"]["episodes"] == 3
     assert "Human verification" in open(f"{out}/card.md").read()
-    assert validate_lerobot_v21(f"{out}/lerobot") == []
+    assert_lerobot_v30_holds(f"{out}/lerobot", kept)
     # re-applying starts from the candidates, not from the already filtered shards, as a new generation
     assert apply_verdicts(out, table)["kept"] == 3
     assert Manifest.load(out).generation == 2 and not os.path.exists(f"{out}/verified/0001")
@@ -182,7 +194,7 @@ def test_corrected_boundaries_recut_the_segment_from_its_episode(run, tmp_path):
     assert rejected["state"] == second["state"]
     assert any(f.startswith("boundary_correction_rejected:") for f in rejected["flags"])
     assert stats["corrected_boundaries"] == 2
-    assert validate_lerobot_v21(f"{out}/lerobot") == []
+    assert_lerobot_v30_holds(f"{out}/lerobot", kept)
 
 
 def test_finalize_counts_a_shard_whose_record_predates_the_counts(run, pipe):
