@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,9 +74,28 @@ class _TerminalFilter(logging.Filter):
         return not record.getMessage().startswith(self.REPEATS)
 
 
+class _NoticeFilter(logging.Filter):
+    """Library notices that ask nothing of the user: Prefect's temporary server coming and going (it stops at
+    exit, after the run log is closed) and a model-step concurrency limit the server lacks (README "On a
+    cluster" creates one). The run log keeps them; `--verbose` shows them."""
+
+    NOTICES = ("Starting temporary server on", "Stopping temporary server on", "Concurrency limits [")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.NOTICES)
+
+
+def quiet_library_notices() -> None:
+    """For the rest of the process: the terminal handlers Prefect set up drop `_NoticeFilter`'s notices."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.addFilter(_NoticeFilter())
+
+
 @contextmanager
-def run_log(path: Path) -> Iterator[Path]:
-    """Every log record of the command, tracebacks included, appended to `path`; the terminal gets the rest."""
+def run_log(path: Path, verbose: bool = False) -> Iterator[Path]:
+    """Every log record of the command, tracebacks included, appended to `path`; the terminal gets the rest
+    (everything with `verbose`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
@@ -84,6 +104,8 @@ def run_log(path: Path) -> Iterator[Path]:
                 if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
     quiet = _TerminalFilter()
     root.addHandler(handler)
+    if verbose:
+        terminal = []
     for h in terminal:
         h.addFilter(quiet)
     try:
@@ -151,6 +173,8 @@ def annotate(
     workers: Annotated[int | None, typer.Option(min=1, help="thread workers (threads runner, >= 1)")] = None,
     overwrite: Annotated[bool, typer.Option(help="start over if OUT holds a run with another config or a damaged manifest")] = False,
     retries: Annotated[int, typer.Option(min=0, help="tries after the first for a failed unit or export step")] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", help="tracebacks and library notices on the terminal too "
+                                                            "(the run log under OUT/logs/ always has them)")] = False,
 ) -> None:
     """Run the annotate flow (resumable: re-running skips finished shards)."""
     from pipelines.flows.annotate import IncompleteRunError, run_annotate
@@ -161,6 +185,8 @@ def annotate(
         options_by_pipeline,
     )
 
+    if not verbose:
+        quiet_library_notices()  # after the import above: Prefect sets up its handlers when imported
     options = dict(_parse_option(o) for o in option)
     try:  # numbers typer checked already; a secret among the options must never reach the flow (Prefect records it)
         check_run_arguments(limit, episodes_per_shard, retries, options)
@@ -198,7 +224,8 @@ def annotate(
         raise typer.Exit(2) from e
     worst = 0
     for pipe in chosen:
-        with run_log(_log_path(out, pipe, name)) as log, reported_as_errors(log):
+        started = time.perf_counter()
+        with run_log(_log_path(out, pipe, name), verbose) as log, reported_as_errors(log):
             try:
                 manifest = run_annotate(
                     task_runner=task_runner, address=address, max_workers=workers,
@@ -212,7 +239,8 @@ def annotate(
         target = f"{out.rstrip('/')}/{pipe}/{manifest.source}"  # the flow names a copy of the sample as the sample
         console.print(
             f"[green]{pipe}[/] ← {manifest.source}: {manifest.rows} rows in {len(manifest.shards)} shards, "
-            f"{manifest.quarantined} quarantined → {target}/{CARD_FILE}", soft_wrap=True,
+            f"{manifest.quarantined} quarantined, {_took(time.perf_counter() - started)} → {target}/{CARD_FILE}",
+            soft_wrap=True,
         )
         if incomplete is not None:  # the last line says what is missing
             worst = max(worst, incomplete.exit_code)
@@ -220,6 +248,11 @@ def annotate(
                           f"(log: {log})", soft_wrap=True)
     if worst:
         raise typer.Exit(worst)
+
+
+def _took(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _log_path(out: str, pipeline: str, source: str) -> Path:

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import prefect.runtime.flow_run
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed, wait
@@ -653,15 +654,20 @@ def _run_units(todo: list[WorkUnit], total: int, args: tuple, retries: int, mani
 
 def _record_units(futures: dict, total: int, manifest: Manifest, target: str, label: str, ids: list[str], logger,
                   failures: list[Quarantined]) -> None:
-    """Record each unit's shard in the manifest as it lands; a failed unit's episodes become quarantine records."""
-    # A progress bar for people at a terminal; deployments and CI get the log lines only.
+    """Record each unit's shard in the manifest as it lands; a failed unit's episodes become quarantine records.
+
+    Progress goes three ways: a bar for people at a terminal, a log line per unit (rates and ETA) for
+    deployments and CI, and a progress artifact the Prefect UI shows on the flow run."""
+    done = already = total - len(futures)  # units of earlier runs
+    started, episodes, rows = time.perf_counter(), 0, 0
+    artifact = create_progress_artifact(progress=100 * done / total, description=f"units of {label}")
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
-        progress = bar.add_task(label, total=total, completed=total - len(futures))
-        done = total - len(futures)
+        progress = bar.add_task(label, total=total, completed=done)
         for future in as_completed(list(futures)):
             unit = futures[future]
             bar.advance(progress)
             done += 1
+            update_progress_artifact(artifact, progress=100 * done / total)
             try:
                 record = future.result()
             except RunAbortError:
@@ -675,8 +681,16 @@ def _record_units(futures: dict, total: int, manifest: Manifest, target: str, la
             manifest.add_shard(record)  # a shard repeating another's episode stops the run here
             _check_lease()  # a run whose lease was taken over must not overwrite the new holder's manifest
             manifest.save(target)
+            episodes, rows = episodes + len(record.episodes), rows + record.rows
             logger.info(f"shard {record.path}: unit {unit.index + 1} of {total} [{unit.key}], {record.rows} rows "
-                        f"in {record.seconds:.1f}s ({done} of {total} units done)")
+                        f"in {record.seconds:.1f}s ({done} of {total} units done; "
+                        f"{_rates(episodes, rows, time.perf_counter() - started, done - already, total - done)})")
+
+
+def _rates(episodes: int, rows: int, seconds: float, landed: int, left: int) -> str:
+    """This run's episodes/s and rows/s so far, and the time the units left would take at its pace per unit."""
+    eta = timedelta(seconds=round(seconds / max(landed, 1) * left))
+    return f"{episodes / seconds:.2f} episodes/s, {rows / seconds:.1f} rows/s, ETA {eta}"
 
 
 def _run_steps(pipe: Pipeline, args: tuple, retries: int, manifest: Manifest, target: str, logger) -> bool:

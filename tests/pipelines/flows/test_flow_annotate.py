@@ -6,6 +6,7 @@ Planning, resume, quarantine, config checks, retries, streaming and the concurre
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -241,6 +242,32 @@ def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path, card_file, fake)
     (shards / ".tmp-deadbeef-shard-00000.parquet").write_bytes(b"half")
     run(tmp_path, card_file)
     assert not list(shards.glob(".tmp-*"))
+
+
+def test_progress_goes_to_a_prefect_progress_artifact_and_a_log_line_per_unit_with_rates_and_eta(
+        tmp_path, card_file, fake):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, LogFilter, LogFilterFlowRunId
+
+    from prefect.logging.handlers import APILogHandler
+
+    runs_logger = logging.getLogger("prefect.flow_runs")  # the suite runs Prefect at WARNING (tests/conftest.py)
+    level = runs_logger.level
+    runs_logger.setLevel(logging.INFO)
+    try:
+        manifest = run(tmp_path, card_file, episodes_per_shard=2)
+    finally:
+        runs_logger.setLevel(level)
+    assert len(manifest.shards) == 5
+    APILogHandler().flush()  # run logs reach the server in batches: send the queued ones now
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
+        ours = max((a for a in artifacts if a.description == "units of future ← fake-droid"), key=lambda a: a.created)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[ours.flow_run_id])))
+    assert ours.data == 100.0
+    lines = [log.message for log in sorted(logs, key=lambda log: log.timestamp) if "units done;" in log.message]
+    assert len(lines) == 5 and all("episodes/s" in line and "ETA" in line for line in lines)
+    assert lines[-1].endswith("ETA 0:00:00)")
 
 
 def test_model_heavy_units_hold_the_global_concurrency_limit(tmp_path, card_file, fake):
