@@ -45,6 +45,7 @@ Memory: one shard's table and one episode at a time.
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rich.progress import track
 
 from datasets_cards import OutputCard, load_output_card
 from datasets_cards.manifest import IncompleteOutputError, Manifest, ShardIntegrityError
@@ -278,7 +280,9 @@ def _episodes(
     nullable = [c.name for c in card.columns if c.nullable]
     order = [(k, "ascending") for k in card.key if k != group]
     loaded: dict[int, dict[Any, pa.Table]] = {}
-    for group_value, shard_indices in where.items():
+    # A bar (episodes done, elapsed, ETA) for people at a terminal: a whole corpus takes a while.
+    for group_value, shard_indices in track(where.items(), total=len(where), description="rlds export: episodes",
+                                            disable=not sys.stderr.isatty()):
         parts = []
         for i in shard_indices:
             if i not in loaded:
