@@ -62,8 +62,8 @@ from pipelines.options import RunOptions
 ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no option names one
 PLOTS_DIR = "plots"
 # Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
-TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens",
-                "throttled")
+TOKEN_COUNTS = ("input_tokens", "provider_cached_input_tokens", "output_tokens", "requests", "cache_hits",
+                "cached_input_tokens", "cached_output_tokens", "throttled")
 REMOTE_REVIEW_SKIPPED = "skipped: Label Studio serves clips from a local output folder"
 
 

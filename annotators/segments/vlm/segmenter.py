@@ -188,7 +188,8 @@ class VlmSegmenter:
         problem: InvalidOutput | None = None
         for _ in range(c.max_output_retries + 1):
             answer = self._complete(item, request)
-            self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
+            self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False,
+                               provider_cached=answer.provider_cached_input_tokens)
             try:
                 if answer.finish_reason == "length":
                     raise InvalidOutput("vlm_truncated", f"the answer hit max_tokens={c.max_tokens}")
@@ -211,7 +212,8 @@ class VlmSegmenter:
             self.ledger.record(item.episode_id, cached.input_tokens, cached.output_tokens, cached=True)
             return cached.text
         answer = self._complete(item, request)
-        self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
+        self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False,
+                           provider_cached=answer.provider_cached_input_tokens)
         cache_put(self.cache, key, CachedResponse(answer.text, answer.input_tokens, answer.output_tokens))
         return answer.text
 

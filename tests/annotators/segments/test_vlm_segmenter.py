@@ -253,3 +253,31 @@ def test_taking_an_episode_from_the_ledger_starts_it_from_zero() -> None:
     taken = ledger.take("ep0")
     assert (taken.input_tokens, taken.cache_hits, taken.cached_input_tokens) == (1000, 1, 1000)
     assert ledger.take("ep0").input_tokens == 0 and ledger.total().requests == 0
+
+
+def test_provider_prefix_cache_hits_are_counted_apart_from_the_suites_own_cache(server: FakeOpenAI) -> None:
+    # a server with prefix caching reports the reused prefix in usage.prompt_tokens_details.cached_tokens
+    server.script("prefix", [Reply(VALID, prompt_tokens=1200, completion_tokens=80, cached_prompt_tokens=900)])
+    first = make_segmenter(server, "prefix")
+    first.segment(make_item())
+    paid = first.ledger.episode("ep0")
+    assert (paid.input_tokens, paid.provider_cached_input_tokens, paid.cached_input_tokens) == (1200, 900, 0)
+    again = make_segmenter(server, "prefix")  # the suite's own response cache replays the answer
+    again.cache = first.cache
+    again.segment(make_item())
+    replayed = again.ledger.episode("ep0")
+    assert (replayed.input_tokens, replayed.provider_cached_input_tokens, replayed.cached_input_tokens) == (0, 0, 1200)
+
+
+def test_a_usage_without_prompt_token_details_counts_no_provider_cache(server: FakeOpenAI) -> None:
+    server.script("nodetails", [Reply(VALID, prompt_tokens=1000)])
+    segmenter = make_segmenter(server, "nodetails")
+    segmenter.segment(make_item())
+    assert segmenter.ledger.as_dict()["total"]["provider_cached_input_tokens"] == 0
+
+
+def test_the_ledger_never_counts_more_provider_cached_tokens_than_were_sent() -> None:
+    ledger = TokenLedger()
+    ledger.record("ep0", 500, 20, cached=False, provider_cached=800)
+    ledger.record("ep0", 500, 20, cached=False, provider_cached=300)
+    assert ledger.total().provider_cached_input_tokens == 800 and ledger.total().input_tokens == 1000
