@@ -61,6 +61,7 @@ class KinematicFeatures:
     gripper: np.ndarray  # T, 0 = open, 1 = closed
     gripper_rate: np.ndarray  # T, 1/s
     classes: np.ndarray  # T motion class (str)
+    fps: float = 15.0
 
 
 def _odd_window(seconds: float, fps: float, length: int) -> int:
@@ -73,7 +74,7 @@ def _derivative(values: np.ndarray, fps: float, window: int) -> np.ndarray:
         return np.zeros_like(values)
     if window < 3:
         return np.gradient(values, 1.0 / fps, axis=0)
-    return savgol_filter(values, window, 2, deriv=1, delta=1.0 / fps, axis=0)
+    return savgol_filter(values, window, 2, deriv=1, delta=1.0 / fps, axis=0, mode="mirror")
 
 
 def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, window: int) -> np.ndarray:
@@ -85,7 +86,7 @@ def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, window: int
     relative = (rotations[:-1].inv() * rotations[1:]).as_rotvec() * fps  # body frame, between frames
     omega = np.concatenate([relative[:1], (relative[:-1] + relative[1:]) / 2, relative[-1:]])  # centred
     if window >= 3 and t >= window:
-        omega = savgol_filter(omega, window, 2, axis=0)
+        omega = savgol_filter(omega, window, 2, axis=0, mode="mirror")
     return omega
 
 
@@ -109,7 +110,7 @@ def episode_to_features(arm_state: np.ndarray, gripper: np.ndarray, fps: float, 
     classes[(speed < params.static_speed) & (angular < params.static_rotation_speed)] = STATIC
     classes[rate >= params.gripper_rate] = CLOSE
     classes[rate <= -params.gripper_rate] = OPEN
-    return KinematicFeatures(position, velocity, omega, g, rate, classes)
+    return KinematicFeatures(position, velocity, omega, g, rate, classes, fps)
 
 
 def classes_to_runs(classes: np.ndarray) -> list[list]:
@@ -205,16 +206,18 @@ class KinematicSegmenter:
 
     name = "kinematic"
 
-    def __init__(self, params: KinematicParams | None = None, min_segment_frames: int = 3):
+    def __init__(self, params: KinematicParams | None = None, min_segment_frames: int = 1):
         self.params = params or KinematicParams()
-        self.min_segment_frames = min_segment_frames  # floor in frames, whatever min_segment_s gives
+        # floor in frames, whatever min_segment_s gives. 1: durations decide (min_segment_s, 0.3 s, is 4
+        # frames at 15 Hz but one at 3 Hz; a floor of 3 frames there made every segment last ≥ 1 s)
+        self.min_segment_frames = min_segment_frames
 
     def segment(self, item: SegmentationInput) -> list[Segment]:
         t = item.num_frames
         if t == 0:
             return []
         features = episode_to_features(item.arm_state, item.gripper, item.fps, self.params)
-        min_frames = max(self.min_segment_frames, int(round(self.params.min_segment_s * item.fps)))
+        min_frames = self.min_frames(item.fps)
         wait_frames = max(1, int(round(self.params.wait_min_s * item.fps)))
         runs = absorb_short_runs(classes_to_runs(features.classes), min_frames)
         runs = split_short_pauses(runs, wait_frames)
@@ -231,6 +234,10 @@ class KinematicSegmenter:
             Segment(s, e, p, self.instruction(features, s, e, p, merged[k + 1][2] if k + 1 < len(merged) else None))
             for k, (s, e, p) in enumerate(merged)
         ]
+
+    def min_frames(self, fps: float) -> int:
+        """Shortest segment in frames at `fps`: min_segment_s, at least the floor and one frame."""
+        return max(1, self.min_segment_frames, int(self.params.min_segment_s * fps + 1e-9))
 
     def holding(self, features: KinematicFeatures, start: int, end: int) -> bool:
         """HOLDING: the gripper is closed, but not so far that it closed on nothing."""
@@ -255,7 +262,7 @@ class KinematicSegmenter:
         if motion == CLOSE:
             return "grasp"
         if motion == OPEN:  # reopening a gripper that had closed on nothing is a failed grasp, not a place
-            before = features.gripper[max(0, start - self.min_segment_frames):start + 1]
+            before = features.gripper[max(0, start - self.min_frames(features.fps)):start + 1]
             level = self.params.contact_closed_level
             return "grasp" if level is not None and float(before.max()) >= level else "place"
         if motion == STATIC:

@@ -107,7 +107,8 @@ class LaPipeline(Pipeline):
         self.params = with_overrides(source.params.la, self.options)
         # Keyframes and segments read the canonical end-effector pose, however the card stores it.
         self.pose = pose_from_state(source.state, source.name)
-        self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
+        # min_segment_frames is the VLM answers' floor; the kinematic segmenter's is min_segment_s (seconds)
+        self.kinematic = KinematicSegmenter(self.params.kinematic)
         self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
         # Without cameras (a state-only recording) review tasks show state plots instead of clips, and
