@@ -3,7 +3,7 @@
 The split (named here, so nobody picks seeds after seeing scores):
 - fit:    generations of the sample with seeds FIT_SEEDS (1, 2), EPISODES each; any
           parameter that is fitted rather than derived from physical units is fitted on
-          these and nothing else (benchmarks/keyframe_search.py takes them with `--tune`);
+          these and nothing else (benchmarks/keyframe_search.py searches on them by default);
 - report: seeds REPORT_SEEDS (3, 4), same size; never used to choose a parameter;
 - sample: the committed sample (seed 0, 12 episodes), a third check, also never tuned on.
 

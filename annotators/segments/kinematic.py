@@ -11,7 +11,9 @@ Phases
              interior pauses shorter than `wait_min_s` end the motion before them
              (the arm settles), or start the grasp/place after them; pauses at the
              episode's start and end stay `wait` (the arm is idle, not settling);
-             motion runs are cut where the speed dips (one move ends, another starts);
+             motion runs are cut where the speed dips (one move ends, another starts),
+             and vertical runs of a gripper closed on nothing where the tool enters or
+             leaves the contact band (a press at 3 Hz samples no speed dip);
 4. labels    each run gets a primitive from its class and the HOLDING / EMPTY
              status (gripper closed part-way, stopped by an object = HOLDING;
              shut fully = closed on nothing), and neighbours with the same
@@ -27,7 +29,8 @@ Primitive rules (la4vla.txt Table 8, decided from state only):
   reopening);  static → wait (interior pauses only from wait_min_s on);
   up: HOLDING → lift, EMPTY → move;  down: HOLDING → lower, EMPTY → move,
   contact (closed on nothing and near the episode's lowest point, see
-  KinematicParams.contact_closed_level / contact_band_m): up or down → press,
+  KinematicParams.contact_closed_level / contact_band_m): up or down → press (but a
+  descent that only leads into a push or pull is the approach: move),
   horizontal → pull when the motion is mainly toward the base (-x), else push;
   a gripper closed on nothing away from the table holds nothing: → move;
   rotate: about the tool axis → wrist_rotate (HOLDING) / rotate (EMPTY),
@@ -223,7 +226,16 @@ class KinematicSegmenter:
         runs = split_short_pauses(runs, wait_frames)
         speed = np.linalg.norm(features.velocity, axis=1)
         runs = split_at_speed_minima(runs, speed, self.params.split_prominence, min_frames, self.params.static_speed)
+        runs = self.split_at_contact_band(features, runs)
         labelled = [(s, e, self.primitive(features, s, e, c)) for s, e, c in runs]
+        # a press goes down and comes back up: contact that only goes down before a push or pull
+        # is the approach to it (a move)
+        for k, (s, e, p) in enumerate(labelled):
+            if p == "press":
+                after = [q for _, _, q in labelled[k + 1:] if q != "wait"][:1]
+                before = [q for _, _, q in labelled[:k] if q != "wait"][-1:]
+                if (after and after[0] in ("push", "pull")) or (before and before[0] in ("push", "pull")):
+                    labelled[k] = (s, e, "move")
         merged: list[list] = []
         for s, e, p in labelled:
             if merged and merged[-1][2] == p:
@@ -238,6 +250,28 @@ class KinematicSegmenter:
     def min_frames(self, fps: float) -> int:
         """Shortest segment in frames at `fps`: min_segment_s, at least the floor and one frame."""
         return max(1, self.min_segment_frames, int(self.params.min_segment_s * fps + 1e-9))
+
+    def split_at_contact_band(self, features: KinematicFeatures, runs: list[list]) -> list[list]:
+        """Cut vertical motion runs where the tool crosses the contact band (contact_band_m above the
+        episode's lowest point) while the gripper is closed on nothing: the approach above the band
+        and the pressing inside it are two segments even without a pause between them."""
+        level = self.params.contact_closed_level
+        if level is None:
+            return runs
+        inside = features.position[:, 2] <= float(features.position[:, 2].min()) + self.params.contact_band_m
+        closed = features.gripper >= level
+        out = []
+        for start, end, c in runs:
+            if c not in (UP, DOWN) or not closed[start:end].all():
+                out.append([start, end, c])
+                continue
+            cut = start
+            for i in range(start + 1, end):
+                if inside[i] != inside[i - 1]:
+                    out.append([cut, i, c])
+                    cut = i
+            out.append([cut, end, c])
+        return out
 
     def holding(self, features: KinematicFeatures, start: int, end: int) -> bool:
         """HOLDING: the gripper is closed, but not so far that it closed on nothing."""

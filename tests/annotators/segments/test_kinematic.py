@@ -146,3 +146,28 @@ def test_a_short_pause_that_ends_the_recording_is_a_wait(fps):
     assert cover_ok(segments, t)
     assert [s.subaction for s in segments] == ["wait", "move", "wait"]
     assert abs(segments[-1].start - (n_start + n_move)) <= 2
+
+
+def test_a_press_at_3_hz_is_found_without_a_pause_between_approach_and_press():
+    # at 3 Hz the approach and the press are one downward run (no speed dip is sampled): the
+    # contact band (contact_band_m above the lowest point) splits them
+    fps, fist = 3.0, 1.0
+    phases = [("wait", 3, (0, 0, 0), fist), ("move", 3, (0, 0, -0.12), fist), ("press", 2, (0, 0, -0.04), fist),
+              ("press", 2, (0, 0, 0.04), fist), ("move", 3, (0, 0, 0.12), fist), ("wait", 2, (0, 0, 0), fist)]
+    item, truth = phase_trajectory(phases, fps=fps)
+    item.gripper[:] = fist
+    segments = SEGMENTER.segment(item)
+    labels = [s.subaction for s in segments]
+    assert "press" in labels, labels
+    press = segments[labels.index("press")]
+    assert abs(press.start - truth[2][0]) <= 1 and abs(press.end - truth[3][1]) <= 1
+
+
+def test_the_descent_before_a_push_is_no_press():
+    fist = 1.0
+    phases = [("wait", 8, (0, 0, 0), fist), ("move", 20, (0, 0, -0.1), fist), ("push", 30, (0, 0.1, 0), fist),
+              ("move", 20, (0, 0, 0.1), fist)]
+    item, _ = phase_trajectory(phases)
+    item.gripper[:] = fist
+    labels = [s.subaction for s in SEGMENTER.segment(item)]
+    assert "push" in labels and "press" not in labels, labels
