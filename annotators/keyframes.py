@@ -132,7 +132,7 @@ def merge_close_intervals(intervals: Sequence[tuple[int, int]], max_gap: int) ->
 def trace_to_static_intervals(trace: MotionTrace, fps: float, params: KeyframeParams) -> list[tuple[int, int]]:
     """Runs of static frames, with gaps of a frame or two (noise spikes) merged, shortest dropped."""
     max_gap = frames_at(params.merge_gap, fps, params.reference_fps, minimum=0)
-    min_frames = frames_at(params.min_static_frames, fps, params.reference_fps)
+    min_frames = frames_at(params.min_static_frames, fps, params.reference_fps, minimum=2)
     intervals = merge_close_intervals(mask_to_intervals(trace.static), max_gap)
     return [(start, end) for start, end in intervals if end - start >= min_frames]
 

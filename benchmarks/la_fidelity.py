@@ -9,8 +9,8 @@ the card defaults (datasets_cards/source.py KeyframeParams / KinematicParams).
 
 Sources
 - sample-droid (default): the generated sample (`make sample-data`), read through its card;
-  `--data-dir` scores another generation (how the keyframe defaults were tuned: see
-  benchmarks/keyframe_search.py; the committed sample is held out from that search);
+  `--data-dir` scores another generation; benchmarks/la_split.py scores the fixed fit / report
+  split in all three schemas (what the parameters were fitted on, and what they are reported on);
 - synthetic: the sample's scripted episodes without the simulator (pose = script + noise),
   truth built with the sample's own definitions; needs no generated data;
 - resting: episodes that rest 30-95 % of the time around one smooth move, the case where a

@@ -14,6 +14,14 @@ way, and the segmenter's TokenLedger records what an endpoint really bills. Qwen
 kinematic segmenter's segments would make, same tokenizer, plus <|im_end|> (a real answer may
 differ in length).
 
+Every lever of issue 17 is measured alone against the settings before it, then the adopted settings
+(VlmConfig's defaults): the uniform grid's rate, no grid inside resting stretches, tiles on the
+32-px patch grid (at ×0.75 and ×0.5), the kinematic segments as the text cue, and the fixed
+prefix first. `prefix` is the system message, which a prefix-caching server bills once. The
+quality constraint is measured beside the tokens: how many of the ground truth's segment
+boundaries have a frame sent within 0.5 s, on the committed sample and on benchmarks.la_split's
+fit and report generations (the settings were chosen on the fit generations' coverage).
+
     .venv/bin/python -m benchmarks.vlm_tokens                      # the sample's episodes
     .venv/bin/python -m benchmarks.vlm_tokens --synthetic 20       # DROID-length (288-frame) episodes
 """
@@ -32,7 +40,7 @@ import numpy as np
 from annotators.keyframes import episode_to_keyframes, keyframes_to_hints
 from annotators.segments.base import Segment, SegmentationInput
 from annotators.segments.vlm import VlmConfig, VlmSegmenter
-from annotators.segments.vlm.frames import keyframes_to_frame_indices
+from annotators.segments.vlm.frames import episode_to_windows
 from datasets_cards.params.la import KeyframeParams, LaParams
 
 PAPER_INPUT, PAPER_OUTPUT = 4633, 354
@@ -186,6 +194,24 @@ def answer_tokens(segments: Sequence[Segment], fps: float, counter: QwenTokenCou
     return counter.text(json.dumps(answer)) + 1
 
 
+def prefix_tokens(request: dict, counter: QwenTokenCounter) -> int:
+    """Tokens of the request's fixed prefix: the system message, which a prefix-caching server
+    (vLLM --enable-prefix-caching, DashScope) bills once and then serves from its cache."""
+    first = request["messages"][0]
+    if first["role"] != "system" or not isinstance(first["content"], str):
+        return 0
+    return counter.text(f"<|im_start|>system\n{first['content']}<|im_end|>\n")
+
+
+def shown_frames(item: SegmentationInput, segmenter: VlmSegmenter) -> list[int]:
+    """Every frame index any window of the episode sends (the same for every camera)."""
+    c = segmenter.config
+    shown: set[int] = set()
+    for start, end in episode_to_windows(item.num_frames, item.fps, c.window_s, c.window_overlap_s):
+        shown.update(segmenter.frame_indices(item, start, end))
+    return sorted(shown)
+
+
 def episode_row(item: SegmentationInput, segmenter: VlmSegmenter, counters: Sequence[QwenTokenCounter]) -> dict:
     """Tokens of one episode under each counter: our requests, the per-frame baseline, the answer."""
     config = segmenter.config
@@ -193,9 +219,7 @@ def episode_row(item: SegmentationInput, segmenter: VlmSegmenter, counters: Sequ
     step = max(1, round(item.fps / config.vlm_fps))
     per_frame = len(range(0, item.num_frames, step)) * len(item.frames)
     blank = np.zeros((config.frame_size[1], config.frame_size[0], 3), np.uint8)
-    shown = len(keyframes_to_frame_indices(
-        item.num_frames, item.fps, item.keyframes, vlm_fps=config.vlm_fps, uniform_fps=config.uniform_fps,
-        keyframe_offset_s=config.keyframe_offset_s)) * len(item.frames)
+    shown = len(shown_frames(item, segmenter)) * len(item.frames)
     row: dict = {"frames": item.num_frames, "shown": shown, "base_images": per_frame,
                  "output": answer_tokens(segmenter.fallback.segment(item), item.fps, counters[0])}
     for counter in counters:
@@ -204,45 +228,151 @@ def episode_row(item: SegmentationInput, segmenter: VlmSegmenter, counters: Sequ
         row["images"] = sum(o.images for o in ours)
         row[f"text {name}"] = text
         row[f"ours {name}"] = text + sum(o.image for o in ours)
+        row[f"prefix {name}"] = sum(prefix_tokens(r, counter) for r in requests)
         # baseline: the same text, one frame_size image per camera and frame at vlm_fps
         row[f"base {name}"] = text + per_frame * counter.image(blank)
     return row
 
 
+def boundary_coverage(items: Sequence[SegmentationInput], truth: dict, segmenter: VlmSegmenter,
+                      within_s: float = 0.5) -> tuple[float, float]:
+    """(share of the ground truth's segment boundaries with a frame sent within ±within_s, the
+    largest distance in s from a true boundary to the nearest frame sent)."""
+    distances = []
+    for item in items:
+        shown = np.asarray(shown_frames(item, segmenter), dtype=float)
+        for b in truth["boundaries"].get(item.episode_id, []):
+            distances.append(float(np.abs(shown - b).min()) / item.fps)
+    if not distances:
+        return 1.0, 0.0
+    d = np.asarray(distances)
+    return float(np.mean(d <= within_s + 1e-9)), float(d.max())
+
+
+# One lever at a time against today's settings, then what the segmenter adopts (VlmConfig's defaults
+# after issue 17). Each entry: (name, VlmConfig overrides).
+LEVERS: list[tuple[str, dict]] = [
+    ("before: keyframes ±0.5 s + 1 fps grid, 4×3 at ×0.75", dict(
+        uniform_fps=1.0, skip_static=False, patch_px=0, tile_scale=0.75, kinematic_cue=False, prefix_first=False)),
+    ("grid 0.5 fps", dict(
+        uniform_fps=0.5, skip_static=False, patch_px=0, tile_scale=0.75, kinematic_cue=False, prefix_first=False)),
+    ("no grid inside resting stretches", dict(
+        uniform_fps=1.0, skip_static=True, patch_px=0, tile_scale=0.75, kinematic_cue=False, prefix_first=False)),
+    ("tiles on the 32-px grid, balanced sheets, ×0.75", dict(
+        uniform_fps=1.0, skip_static=False, patch_px=32, tile_scale=0.75, kinematic_cue=False, prefix_first=False)),
+    ("tiles on the 32-px grid, balanced sheets, ×0.5", dict(
+        uniform_fps=1.0, skip_static=False, patch_px=32, tile_scale=0.5, kinematic_cue=False, prefix_first=False)),
+    ("kinematic segments as the cue (frames on their boundaries)", dict(
+        uniform_fps=1.0, skip_static=False, patch_px=0, tile_scale=0.75, kinematic_cue=True, prefix_first=False)),
+    ("fixed prefix first (system message), times listed once", dict(
+        uniform_fps=1.0, skip_static=False, patch_px=0, tile_scale=0.75, kinematic_cue=False, prefix_first=True)),
+    ("adopted (VlmConfig defaults)", {}),
+]
+
+
+def lever_table(items: Sequence[SegmentationInput], coverage: dict[str, tuple[list[SegmentationInput], dict]],
+                counters: Sequence[QwenTokenCounter], frame_size: tuple[int, int], vlm_fps: float,
+                levers: Sequence[tuple[str, dict]] = LEVERS) -> list[dict]:
+    """Mean tokens per episode on `items`, and boundary coverage on each coverage set, for each lever."""
+    from annotators.segments.kinematic import KinematicSegmenter
+
+    out = []
+    for name, overrides in levers:
+        config = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused", vlm_fps=vlm_fps,
+                           frame_size=frame_size, **overrides)
+        segmenter = VlmSegmenter(config, KinematicSegmenter())
+        rows = [episode_row(item, segmenter, counters) for item in items]
+        mean: dict = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        mean["name"] = name
+        mean["coverage"] = {set_name: boundary_coverage(cov_items, truth, segmenter)
+                            for set_name, (cov_items, truth) in coverage.items()}
+        out.append(mean)
+    return out
+
+
+def state_items(name: str, schema: str = "droid") -> tuple[list[SegmentationInput], dict]:
+    """A set of benchmarks.la_split (fit, report) as camera-less items, keyframes from the card's
+    la params, with its ground truth: enough to measure which frames would be sent."""
+    from benchmarks.la_split import set_data
+    from datasets_cards import load_source_card
+    from pipelines.sample.ground_truth import CARD_NAMES
+
+    la = load_source_card(CARD_NAMES[schema]).params.la
+    data, truth = set_data(name, schema)
+    items = []
+    for eid, fps, state, gripper in data:
+        kfs = episode_to_keyframes(state, gripper, fps, la.keyframes)
+        items.append(SegmentationInput(eid, "", fps, state, gripper, keyframe_hints=keyframes_to_hints(kfs, fps),
+                                       keyframes=[k.frame for k in kfs]))
+    return items, truth
+
+
+def sample_truth(source: str, items: Sequence[SegmentationInput]) -> dict | None:
+    """The ground truth's boundaries of a sample card's episodes (None for a card without ground truth)."""
+    from benchmarks.fidelity import truth_predictions
+    from pipelines.sample.ground_truth import CARD_NAMES, load_ground_truth
+
+    schema = {v: k for k, v in CARD_NAMES.items()}.get(source)
+    if schema is None:
+        return None
+    truth = truth_predictions(load_ground_truth(schema))
+    ids = {item.episode_id for item in items}
+    return {"boundaries": {e: b for e, b in truth["boundaries"].items() if e in ids}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="sample-droid", help="source card to read")
+    parser.add_argument("--source", default="sample-droid", help="source card to read (the coverage check needs a sample card)")
     parser.add_argument("--episodes", type=int, default=20, help="at most this many episodes of --source")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
-                        help="instead, N synthetic DROID-like episodes of 288 frames (DROID's mean length)")
+                        help="count tokens on N synthetic DROID-like episodes of 288 frames (DROID's mean length) "
+                             "instead; boundary coverage is still measured on --source")
+    parser.add_argument("--adopted-only", action="store_true", help="only the adopted settings, not every lever")
+    parser.add_argument("--coverage-sets", nargs="*", default=["fit", "report"], choices=("fit", "report"),
+                        help="benchmarks.la_split sets (DROID schema) to measure boundary coverage on, "
+                             "besides the committed sample (generated on first use)")
     args = parser.parse_args()
+    sample = sample_items(args.source, args.episodes)
+    truth = sample_truth(args.source, sample)
+    coverage = {}
+    for name in args.coverage_sets:
+        try:
+            coverage[name] = state_items(name)
+        except ImportError as e:  # generating the split's sets needs the `sim` extra (pybullet)
+            print(f"boundary coverage on the {name} generations skipped: {e}")
+    if truth is not None:
+        coverage["sample"] = (sample, truth)
     if args.synthetic:
         items, origin = synthetic_items(args.synthetic), "synthetic DROID-like episodes"
     else:
-        items, origin = sample_items(args.source, args.episodes), f"source card {args.source!r}"
-
-    from annotators.segments.kinematic import KinematicSegmenter
+        items, origin = sample, f"source card {args.source!r}"
 
     la = LaParams()
-    config = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused", vlm_fps=la.vlm_fps,
-                       frame_size=tuple(la.vlm_frame_size))
-    segmenter = VlmSegmenter(config, KinematicSegmenter())
     counters = [QwenTokenCounter(QWEN3_VL), QwenTokenCounter(QWEN25_VL)]
-    rows = [episode_row(item, segmenter, counters) for item in items]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    levers = LEVERS[-1:] if args.adopted_only else LEVERS
+    table = lever_table(items, coverage, counters, tuple(la.vlm_frame_size), la.vlm_fps, levers)
     names = [c.settings.name for c in counters]
+    adopted = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused")
     print("VLM prompt tokens per episode, by Qwen's tokenizer and image processor (no endpoint called)")
-    print(f"episodes: {len(rows)} from {origin}; mean {mean['frames']:.0f} frames, {len(items[0].frames)} cameras")
-    print(f"settings: vlm_fps={config.vlm_fps}, frame {config.frame_size}, uniform_fps={config.uniform_fps}, "
-          f"keyframe ±{config.keyframe_offset_s}s, sheets {config.sheet_columns}×{config.sheet_rows} "
-          f"tiles at ×{config.tile_scale}")
-    print(f"{'':40}" + "".join(f"{'input, ' + n:>20}" for n in names) + f"{'output':>9}")
-    print(f"{'ours: keyframe frames in contact sheets':40}" + "".join(f"{mean['ours ' + n]:>20.0f}" for n in names)
-          + f"{mean['output']:>9.0f}   ({mean['shown']:.0f} frames in {mean['images']:.1f} images)")
-    print(f"{'per-frame baseline at vlm_fps':40}" + "".join(f"{mean['base ' + n]:>20.0f}" for n in names)
-          + f"{mean['output']:>9.0f}   ({mean['base_images']:.0f} images)")
-    print(f"{'LA4VLA reported (Qwen3-VL-Plus)':40}{PAPER_INPUT:>20}{'':>20}{PAPER_OUTPUT:>9}")
-    print(f"text part of our prompt (template included): {mean['text ' + names[0]]:.0f} tokens per episode")
+    print(f"episodes: {len(items)} from {origin}; mean {table[0]['frames']:.0f} frames, {len(items[0].frames)} cameras; "
+          f"boundary coverage on {len(sample)} episodes of {args.source!r}")
+    print(f"adopted: uniform_fps={adopted.uniform_fps}, skip_static={adopted.skip_static}, patch_px={adopted.patch_px}, "
+          f"tile ×{adopted.tile_scale}, sheets ≤{adopted.sheet_columns}×{adopted.sheet_rows}, "
+          f"kinematic_cue={adopted.kinematic_cue}, prefix_first={adopted.prefix_first}")
+    n0, n1 = names
+    print(f"{'lever':<60}{'in ' + n0:>13}{'prefix':>8}{'in-prefix':>10}{'in ' + n1:>15}{'out':>5}"
+          f"{'frames':>8}{'images':>8}" + "".join(f"{'±0.5s ' + k:>14}{'max s':>7}" for k in coverage))
+    for row in table:
+        cov = "".join(f"{share:>14.3f}{far:>7.2f}" for share, far in row["coverage"].values())
+        print(f"{row['name'][:59]:<60}{row['ours ' + n0]:>13.0f}{row['prefix ' + n0]:>8.0f}"
+              f"{row['ours ' + n0] - row['prefix ' + n0]:>10.0f}{row['ours ' + n1]:>15.0f}{row['output']:>5.0f}"
+              f"{row['shown']:>8.0f}{row['images']:>8.1f}" + cov)
+    print(f"{'per-frame baseline at vlm_fps (first row text)':<60}{table[0]['base ' + n0]:>13.0f}{'':>8}{'':>10}"
+          f"{table[0]['base ' + n1]:>15.0f}{table[0]['output']:>5.0f}{table[0]['base_images']:>8.0f}")
+    print(f"{'LA4VLA reported (Qwen3-VL-Plus)':<60}{PAPER_INPUT:>13}{'':>8}{'':>10}{'':>15}{PAPER_OUTPUT:>5}")
+    print("in-prefix: input a prefix-caching server bills anew per request; frames: frames sent per episode, all "
+          "cameras; ±0.5s SET: share of the ground truth's segment boundaries with a frame sent within 0.5 s "
+          "(DROID schema; fit and report: benchmarks.la_split's generations); max s: the farthest one from a frame sent")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Phases
              interior pauses shorter than `wait_min_s` end the motion before them
              (the arm settles), or start the grasp/place after them; pauses at the
              episode's start and end stay `wait` (the arm is idle, not settling);
-             motion runs are cut where the speed dips (one move ends, another starts);
+             motion runs are cut where the speed dips (one move ends, another starts),
+             and vertical runs of a gripper closed on nothing where the tool enters or
+             leaves the contact band (a press at 3 Hz samples no speed dip);
 4. labels    each run gets a primitive from its class and the HOLDING / EMPTY
              status (gripper closed part-way, stopped by an object = HOLDING;
              shut fully = closed on nothing), and neighbours with the same
@@ -27,7 +29,8 @@ Primitive rules (la4vla.txt Table 8, decided from state only):
   reopening);  static → wait (interior pauses only from wait_min_s on);
   up: HOLDING → lift, EMPTY → move;  down: HOLDING → lower, EMPTY → move,
   contact (closed on nothing and near the episode's lowest point, see
-  KinematicParams.contact_closed_level / contact_band_m): up or down → press,
+  KinematicParams.contact_closed_level / contact_band_m): up or down → press (but a
+  descent that only leads into a push or pull is the approach: move),
   horizontal → pull when the motion is mainly toward the base (-x), else push;
   a gripper closed on nothing away from the table holds nothing: → move;
   rotate: about the tool axis → wrist_rotate (HOLDING) / rotate (EMPTY),
@@ -61,6 +64,7 @@ class KinematicFeatures:
     gripper: np.ndarray  # T, 0 = open, 1 = closed
     gripper_rate: np.ndarray  # T, 1/s
     classes: np.ndarray  # T motion class (str)
+    fps: float = 15.0
 
 
 def _odd_window(seconds: float, fps: float, length: int) -> int:
@@ -73,7 +77,7 @@ def _derivative(values: np.ndarray, fps: float, window: int) -> np.ndarray:
         return np.zeros_like(values)
     if window < 3:
         return np.gradient(values, 1.0 / fps, axis=0)
-    return savgol_filter(values, window, 2, deriv=1, delta=1.0 / fps, axis=0)
+    return savgol_filter(values, window, 2, deriv=1, delta=1.0 / fps, axis=0, mode="mirror")
 
 
 def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, window: int) -> np.ndarray:
@@ -85,7 +89,7 @@ def arm_state_to_angular_velocity(arm_state: np.ndarray, fps: float, window: int
     relative = (rotations[:-1].inv() * rotations[1:]).as_rotvec() * fps  # body frame, between frames
     omega = np.concatenate([relative[:1], (relative[:-1] + relative[1:]) / 2, relative[-1:]])  # centred
     if window >= 3 and t >= window:
-        omega = savgol_filter(omega, window, 2, axis=0)
+        omega = savgol_filter(omega, window, 2, axis=0, mode="mirror")
     return omega
 
 
@@ -109,7 +113,7 @@ def episode_to_features(arm_state: np.ndarray, gripper: np.ndarray, fps: float, 
     classes[(speed < params.static_speed) & (angular < params.static_rotation_speed)] = STATIC
     classes[rate >= params.gripper_rate] = CLOSE
     classes[rate <= -params.gripper_rate] = OPEN
-    return KinematicFeatures(position, velocity, omega, g, rate, classes)
+    return KinematicFeatures(position, velocity, omega, g, rate, classes, fps)
 
 
 def classes_to_runs(classes: np.ndarray) -> list[list]:
@@ -205,22 +209,33 @@ class KinematicSegmenter:
 
     name = "kinematic"
 
-    def __init__(self, params: KinematicParams | None = None, min_segment_frames: int = 3):
+    def __init__(self, params: KinematicParams | None = None, min_segment_frames: int = 1):
         self.params = params or KinematicParams()
-        self.min_segment_frames = min_segment_frames  # floor in frames, whatever min_segment_s gives
+        # floor in frames, whatever min_segment_s gives. 1: durations decide (min_segment_s, 0.3 s, is 4
+        # frames at 15 Hz but one at 3 Hz; a floor of 3 frames there made every segment last ≥ 1 s)
+        self.min_segment_frames = min_segment_frames
 
     def segment(self, item: SegmentationInput) -> list[Segment]:
         t = item.num_frames
         if t == 0:
             return []
         features = episode_to_features(item.arm_state, item.gripper, item.fps, self.params)
-        min_frames = max(self.min_segment_frames, int(round(self.params.min_segment_s * item.fps)))
+        min_frames = self.min_frames(item.fps)
         wait_frames = max(1, int(round(self.params.wait_min_s * item.fps)))
         runs = absorb_short_runs(classes_to_runs(features.classes), min_frames)
         runs = split_short_pauses(runs, wait_frames)
         speed = np.linalg.norm(features.velocity, axis=1)
         runs = split_at_speed_minima(runs, speed, self.params.split_prominence, min_frames, self.params.static_speed)
+        runs = self.split_at_contact_band(features, runs)
         labelled = [(s, e, self.primitive(features, s, e, c)) for s, e, c in runs]
+        # a press goes down and comes back up: contact that only goes down before a push or pull
+        # is the approach to it (a move)
+        for k, (s, e, p) in enumerate(labelled):
+            if p == "press":
+                after = [q for _, _, q in labelled[k + 1:] if q != "wait"][:1]
+                before = [q for _, _, q in labelled[:k] if q != "wait"][-1:]
+                if (after and after[0] in ("push", "pull")) or (before and before[0] in ("push", "pull")):
+                    labelled[k] = (s, e, "move")
         merged: list[list] = []
         for s, e, p in labelled:
             if merged and merged[-1][2] == p:
@@ -231,6 +246,32 @@ class KinematicSegmenter:
             Segment(s, e, p, self.instruction(features, s, e, p, merged[k + 1][2] if k + 1 < len(merged) else None))
             for k, (s, e, p) in enumerate(merged)
         ]
+
+    def min_frames(self, fps: float) -> int:
+        """Shortest segment in frames at `fps`: min_segment_s, at least the floor and one frame."""
+        return max(1, self.min_segment_frames, int(self.params.min_segment_s * fps + 1e-9))
+
+    def split_at_contact_band(self, features: KinematicFeatures, runs: list[list]) -> list[list]:
+        """Cut vertical motion runs where the tool crosses the contact band (contact_band_m above the
+        episode's lowest point) while the gripper is closed on nothing: the approach above the band
+        and the pressing inside it are two segments even without a pause between them."""
+        level = self.params.contact_closed_level
+        if level is None:
+            return runs
+        inside = features.position[:, 2] <= float(features.position[:, 2].min()) + self.params.contact_band_m
+        closed = features.gripper >= level
+        out = []
+        for start, end, c in runs:
+            if c not in (UP, DOWN) or not closed[start:end].all():
+                out.append([start, end, c])
+                continue
+            cut = start
+            for i in range(start + 1, end):
+                if inside[i] != inside[i - 1]:
+                    out.append([cut, i, c])
+                    cut = i
+            out.append([cut, end, c])
+        return out
 
     def holding(self, features: KinematicFeatures, start: int, end: int) -> bool:
         """HOLDING: the gripper is closed, but not so far that it closed on nothing."""
@@ -255,7 +296,7 @@ class KinematicSegmenter:
         if motion == CLOSE:
             return "grasp"
         if motion == OPEN:  # reopening a gripper that had closed on nothing is a failed grasp, not a place
-            before = features.gripper[max(0, start - self.min_segment_frames):start + 1]
+            before = features.gripper[max(0, start - self.min_frames(features.fps)):start + 1]
             level = self.params.contact_closed_level
             return "grasp" if level is not None and float(before.max()) >= level else "place"
         if motion == STATIC:

@@ -73,7 +73,7 @@ class KinematicParams(Params):
     same on any source rate; the end-effector position is in the base frame.
     """
 
-    smoothing_s: float = 0.4  # Savitzky–Golay window for velocities (order 2)
+    smoothing_s: float = 0.3  # Savitzky–Golay window for velocities (order 2); fitted on the fit seeds (0.4 before)
     static_speed: float = 0.02  # m/s; slower translation counts as standing still ...
     static_rotation_speed: float = 0.1  # ... if rotation is slower than this too (rad/s)
     rotation_lever: float = 0.1  # m; rotation dominates when |ω| × lever > translational speed
@@ -103,6 +103,6 @@ class LaParams(Params):
     # VLM request: frames sampled at this rate and size (LA4VLA samples a few fps, small frames)
     vlm_fps: float = 2.0
     vlm_frame_size: tuple[int, int] = (320, 180)  # width, height
-    min_segment_frames: int = 3  # shorter segments merge into a neighbour
+    min_segment_frames: int = 3  # shorter VLM segments merge into a neighbour (the kinematic one uses min_segment_s)
     quality_keep: float = 2.0  # keep verified segments with mean quality ≥ this (paper: ≥ 2)
     extra: dict[str, Any] = Field(default_factory=dict)  # segmenter-specific knobs

@@ -62,8 +62,8 @@ from pipelines.options import RunOptions
 ENV_VLM_CACHE = "LA_VLM_CACHE"  # fsspec path of the VLM response cache when no option names one
 PLOTS_DIR = "plots"
 # Token ledger fields summed into the manifest: paid in the run, and replayed from the cache.
-TOKEN_COUNTS = ("input_tokens", "output_tokens", "requests", "cache_hits", "cached_input_tokens", "cached_output_tokens",
-                "throttled")
+TOKEN_COUNTS = ("input_tokens", "provider_cached_input_tokens", "output_tokens", "requests", "cache_hits",
+                "cached_input_tokens", "cached_output_tokens", "throttled")
 REMOTE_REVIEW_SKIPPED = "skipped: Label Studio serves clips from a local output folder"
 
 
@@ -110,7 +110,8 @@ class LaPipeline(Pipeline):
         self.params = with_overrides(source.params.la, self.options)
         # Keyframes and segments read the canonical end-effector pose, however the card stores it.
         self.pose = pose_from_state(source.state, source.name)
-        self.kinematic = KinematicSegmenter(self.params.kinematic, self.params.min_segment_frames)
+        # min_segment_frames is the VLM answers' floor; the kinematic segmenter's is min_segment_s (seconds)
+        self.kinematic = KinematicSegmenter(self.params.kinematic)
         self.segmenter_name = self.params.segmenter
         self.segmenter: Segmenter = self._make_segmenter(self.segmenter_name)
         # Without cameras (a state-only recording) review tasks show state plots instead of clips, and

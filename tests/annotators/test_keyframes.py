@@ -10,6 +10,7 @@ from annotators.keyframes import (
     GRIPPER_OPEN,
     STATIC,
     Keyframe,
+    MotionTrace,
     arm_state_to_motion,
     episode_to_keyframes,
     frames_at,
@@ -17,6 +18,8 @@ from annotators.keyframes import (
     keyframes_to_hints,
     mask_to_intervals,
     merge_close_intervals,
+    motion_to_trace,
+    trace_to_static_intervals,
 )
 from datasets_cards.params.la import KeyframeParams
 
@@ -190,3 +193,14 @@ def test_a_short_pause_that_ends_the_recording_is_found():
     state = min_jerk_move(20, 30, 5, 0.2, noise=2e-4, seed=0)
     last = [k for k in episode_to_keyframes(state, None, FPS, PARAMS) if k.kind == STATIC][-1]
     assert abs(last.frame - (len(state) - 3)) <= 2
+
+
+def test_a_static_interval_needs_two_samples_even_at_low_rates():
+    # at 3 Hz the rescaled minimum (2 frames at 15 Hz) would be 0.4 of a frame: one slow sample
+    # between two moves would be a pause. Rest shows as two samples at (nearly) the same pose.
+    static = np.zeros(12, dtype=bool)
+    static[3] = True  # a single slow sample
+    static[7:9] = True  # two
+    trace = MotionTrace(np.zeros(12), 0.0, static)
+    assert trace_to_static_intervals(trace, 3.0, PARAMS.model_copy(update={"merge_gap": 0})) == [(7, 9)]
+    assert trace_to_static_intervals(trace, 15.0, PARAMS.model_copy(update={"merge_gap": 0})) == [(7, 9)]

@@ -71,3 +71,44 @@ def test_the_segmenters_requests_are_countable_and_carry_every_sheet(counter):
     tokens = [counter.request(r) for r in requests]
     assert sum(t.images for t in tokens) == sheets >= len(item.frames)
     assert all(t.text > 500 for t in tokens)  # the prompt's rules, vocabulary and schema
+
+
+def test_a_droid_length_episode_costs_at_most_half_the_papers_input_at_the_defaults(counter):
+    from annotators.segments.kinematic import KinematicSegmenter
+    from benchmarks.vlm_tokens import LEVERS, PAPER_INPUT, episode_row
+
+    item = synthetic_items(1)[0]  # 288 frames, 3 cameras: DROID's mean episode
+    adopted = VlmSegmenter(VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused"), KinematicSegmenter())
+    before = VlmSegmenter(VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused", **LEVERS[0][1]),
+                          KinematicSegmenter())
+    now, then = episode_row(item, adopted, [counter]), episode_row(item, before, [counter])
+    assert now["ours Qwen3-VL"] <= PAPER_INPUT / 2 < then["ours Qwen3-VL"]
+    # the fixed prefix is most of the text, and the same bytes for every episode
+    assert now["prefix Qwen3-VL"] > 700 and then["prefix Qwen3-VL"] < 100
+
+
+def test_the_prefix_is_the_system_message_and_does_not_depend_on_the_episode(counter):
+    from benchmarks.vlm_tokens import prefix_tokens
+
+    config = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused")
+    a, b = synthetic_items(2, n=60)
+    b.task = "open the drawer slowly"
+    ra = VlmSegmenter(config, fallback=None).window_requests(a)[0]  # type: ignore[arg-type]
+    rb = VlmSegmenter(config, fallback=None).window_requests(b)[0]  # type: ignore[arg-type]
+    assert ra["messages"][0] == rb["messages"][0] and ra["messages"][1] != rb["messages"][1]
+    system = ra["messages"][0]["content"]
+    assert prefix_tokens(ra, counter) == counter.text(f"<|im_start|>system\n{system}<|im_end|>\n")
+    assert prefix_tokens({"messages": [{"role": "user", "content": "hi"}]}, counter) == 0
+
+
+def test_boundary_coverage_measures_the_distance_to_the_nearest_frame_sent():
+    from annotators.segments.base import SegmentationInput
+    from benchmarks.vlm_tokens import boundary_coverage
+
+    item = SegmentationInput("e", "", 15.0, np.zeros((150, 6)), np.zeros(150))
+    config = VlmConfig(base_urls=("http://counting.invalid/v1",), api_key="unused", uniform_fps=0.5,
+                       keyframe_offset_s=0.0, kinematic_cue=False, skip_static=False)
+    segmenter = VlmSegmenter(config, fallback=None)  # type: ignore[arg-type]
+    # frames sent: 0, 30, 60, 90, 120, 149 (a 2 s grid and the last frame)
+    share, farthest = boundary_coverage([item], {"boundaries": {"e": [30, 45, 53]}}, segmenter)
+    assert share == pytest.approx(2 / 3) and farthest == pytest.approx(15 / 15.0)

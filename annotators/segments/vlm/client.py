@@ -105,6 +105,7 @@ class Completion:
     finish_reason: str  # "stop", or "length" when the answer was cut off
     input_tokens: int
     output_tokens: int
+    provider_cached_input_tokens: int = 0  # of input_tokens, served from the provider's prefix cache
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -198,4 +199,15 @@ def _to_completion(response: object, endpoint: str) -> Completion:
         finish_reason=getattr(choice, "finish_reason", None) or "stop",
         input_tokens=(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0,
         output_tokens=(getattr(usage, "completion_tokens", 0) or 0) if usage else 0,
+        provider_cached_input_tokens=_cached_prompt_tokens(usage),
     )
+
+
+def _cached_prompt_tokens(usage: object) -> int:
+    """usage.prompt_tokens_details.cached_tokens (OpenAI's field, also sent by vLLM and DashScope), or 0."""
+    details = getattr(usage, "prompt_tokens_details", None) if usage else None
+    if isinstance(details, dict):
+        value = details.get("cached_tokens")
+    else:
+        value = getattr(details, "cached_tokens", None)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0

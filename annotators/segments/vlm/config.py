@@ -27,17 +27,33 @@ class VlmConfig:
     # --- frames (LaParams.vlm_fps / vlm_frame_size) ---
     vlm_fps: float = 2.0  # densest sampling: no two chosen frames closer than 1/vlm_fps s
     frame_size: tuple[int, int] = (320, 180)  # width, height of each frame before tiling
-    uniform_fps: float = 1.0  # sparse uniform frames everywhere, so no phase goes unseen
+    # sparse uniform frames, so no phase goes unseen (issue 17: 0.5 with the kinematic cue keeps every
+    # true boundary of the fit generations within 0.4 s of a frame sent; 1.0 before)
+    uniform_fps: float = 0.5
     keyframe_offset_s: float = 0.5  # also take frames this far before/after each keyframe
+    skip_static: bool = True  # no uniform frames inside the kinematic segmenter's `wait` segments
     # --- contact sheets: several timestamped frames per JPEG, fewer images and vision tokens ---
     sheet_columns: int = 4
     sheet_rows: int = 3
-    tile_scale: float = 0.75  # tiles are frame_size × this inside a sheet
+    tile_scale: float = 0.5  # tiles are frame_size × this inside a sheet (0.75 before issue 17)
     sheet_gutter: int = 2  # white pixels between tiles, so frames do not blur into each other
+    # > 0: every tile plus its gutter is a whole number of patch_px × patch_px patches (Qwen3-VL bills
+    # one token per 32 × 32 px, Qwen2.5-VL per 28 × 28), frames are letterboxed into it, and a
+    # camera's frames are spread evenly over its sheets (no nearly empty last sheet). 0: off.
+    patch_px: int = 32
     jpeg_quality: int = 85
     # --- windows: long episodes are split, answered separately and stitched ---
     window_s: float = 30.0
     window_overlap_s: float = 3.0
+    # --- prompt ---
+    # The kinematic segmenter's segments (the fallback's) as a short text cue, so the model confirms,
+    # corrects and names them rather than discovering every boundary; frames then centre on the
+    # proposal's boundaries instead of on every keyframe (gripper events stay cues and centres).
+    kinematic_cue: bool = True
+    # Everything that is the same for every request (rules, vocabulary, definitions, examples, the
+    # answer schema) goes first, in the system message, so a server with prefix caching (vLLM,
+    # DashScope) bills it once; the frame times are listed once for all cameras.
+    prefix_first: bool = True
     # --- grounding ---
     describe_first: bool = False  # ask for a timestamped description before the segments
     # --- validation ---
@@ -78,6 +94,8 @@ class VlmConfig:
             raise VlmConfigError(f"sheet_gutter must be ≥ 0, got {self.sheet_gutter}")
         if self.max_in_flight < 1:
             raise VlmConfigError(f"max_in_flight must be ≥ 1, got {self.max_in_flight}")
+        if self.patch_px < 0:
+            raise VlmConfigError(f"patch_px must be ≥ 0 (0 = off), got {self.patch_px}")
         if self.min_segment_frames < 1:
             raise VlmConfigError(f"min_segment_frames must be ≥ 1, got {self.min_segment_frames}")
 

@@ -1,5 +1,6 @@
 """Token ledger: input/output tokens per episode and in total, from the API's usage field,
-and how many requests the endpoint throttled (HTTP 429)."""
+how many of the input tokens the provider served from its own prefix cache, and how many
+requests the endpoint throttled (HTTP 429)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from dataclasses import asdict, dataclass
 @dataclass
 class EpisodeTokens:
     input_tokens: int = 0  # paid in this run
+    # ... of which the provider answered from its prefix cache (usage.prompt_tokens_details.cached_tokens:
+    # vLLM with --enable-prefix-caching, DashScope, OpenAI); billed at a discount or not at all
+    provider_cached_input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0  # sent in this run (retries included)
     cache_hits: int = 0  # answers replayed from the cache, at no cost
-    cached_input_tokens: int = 0  # what the cached answers cost when they were first paid
+    cached_input_tokens: int = 0  # what the suite's cached answers cost when they were first paid
     cached_output_tokens: int = 0
     throttled: int = 0  # 429 answers (rate limited) received while segmenting the episode
 
@@ -25,7 +29,10 @@ class TokenLedger:
         self._lock = threading.Lock()
         self._episodes: dict[str, EpisodeTokens] = {}
 
-    def record(self, episode_id: str, input_tokens: int, output_tokens: int, *, cached: bool) -> None:
+    def record(self, episode_id: str, input_tokens: int, output_tokens: int, *, cached: bool,
+               provider_cached: int = 0) -> None:
+        """One answer: paid now (`cached=False`; `provider_cached` of its input tokens came from the
+        provider's prefix cache) or replayed from the suite's response cache (`cached=True`)."""
         with self._lock:
             e = self._episodes.setdefault(episode_id, EpisodeTokens())
             if cached:
@@ -35,6 +42,7 @@ class TokenLedger:
             else:
                 e.requests += 1
                 e.input_tokens += input_tokens
+                e.provider_cached_input_tokens += min(max(provider_cached, 0), input_tokens)
                 e.output_tokens += output_tokens
 
     def record_throttled(self, episode_id: str, count: int = 1) -> None:

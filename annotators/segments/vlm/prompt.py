@@ -72,6 +72,11 @@ DESCRIBE_PROMPT = (
     "Do not invent steps the frames do not show. Answer as JSON: {\"description\": \"...\"}"
 )
 
+PROPOSAL_RULE = (
+    "- A kinematic proposal, when given, comes from robot state alone (speeds and gripper): keep its "
+    "boundaries where the frames agree, move, split or merge them where they do not, and give every "
+    "segment its label and instruction.")
+
 _HINT_TIME = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*s")
 
 
@@ -107,6 +112,19 @@ def _image_parts(sheets: Sequence[SheetImage]) -> list[dict]:
     return parts
 
 
+def fixed_instructions(*, proposal_rule: bool = False) -> str:
+    """The part of the segmentation prompt that is the same for every request (prefix-first layout)."""
+    definitions = "\n".join(f"- {name}: {text}" for name, text in PRIMITIVE_DEFINITIONS.items())
+    rules = CATEGORY_RULES + ("\n" + PROPOSAL_RULE if proposal_rule else "")
+    return (f"{SYSTEM_PROMPT}\n\nAction vocabulary: {', '.join(VOCABULARY)}.\nObject-status tags: HOLDING, EMPTY.\n\n"
+            f"Primitive definitions:\n{definitions}\n\n{rules}\n\n{DECOMPOSITION_EXAMPLES}\n\n{OUTPUT_SCHEMA}")
+
+
+def proposal_lines(proposal: Sequence[tuple[float, float, str]]) -> str:
+    """(start s, end s, label) segments → "0.00-1.20 move" lines."""
+    return "\n".join(f"{a:.2f}-{b:.2f} {label}" for a, b, label in proposal)
+
+
 def segmentation_messages(
     *,
     task: str,
@@ -116,11 +134,23 @@ def segmentation_messages(
     t1: float,
     duration_s: float,
     description: str | None = None,
+    prefix_first: bool = False,
+    proposal: Sequence[tuple[float, float, str]] | None = None,
 ) -> list[dict]:
-    """Chat messages asking for the atomic segments of [t0, t1] s of an episode."""
+    """Chat messages asking for the atomic segments of [t0, t1] s of an episode.
+
+    `prefix_first`: the fixed instructions (fixed_instructions()) make the whole system message and
+    the user message holds only what changes (task, frames, cues, time range), with the frame times
+    listed once for all cameras. `proposal`: the kinematic segments in range, given as a cue.
+    """
+    if prefix_first:
+        return _prefix_first_messages(task=task, sheets=sheets, hints=hints, t0=t0, t1=t1, duration_s=duration_s,
+                                      description=description, proposal=proposal)
     vocabulary = ", ".join(VOCABULARY)
     definitions = "\n".join(f"- {name}: {text}" for name, text in PRIMITIVE_DEFINITIONS.items())
     cues = "\n".join(f"- {h}" for h in hints) if hints else "- (none detected)"
+    if proposal is not None:
+        cues += f"\n\nKinematic proposal (robot state only; confirm or correct, then name):\n{proposal_lines(proposal)}"
     parts: list[dict] = [{"type": "text", "text": (
         f"Task description: {task}\n"
         f"The episode lasts {duration_s:.2f}s. You see the part from {t0:.2f}s to {t1:.2f}s "
@@ -136,6 +166,38 @@ def segmentation_messages(
     text += f"{OUTPUT_SCHEMA}\nTime range to cover: start {t0:.2f}, end {t1:.2f}."
     parts.append({"type": "text", "text": text})
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": parts}]
+
+
+def _prefix_first_messages(*, task: str, sheets: Sequence[SheetImage], hints: Sequence[str], t0: float, t1: float,
+                           duration_s: float, description: str | None,
+                           proposal: Sequence[tuple[float, float, str]] | None) -> list[dict]:
+    times = sorted({t for s in sheets for t in s.times_s})
+    parts: list[dict] = [{"type": "text", "text": (
+        f"Task description: {task}\n"
+        f"The episode lasts {duration_s:.2f}s. You see {t0:.2f}s to {t1:.2f}s from every camera as contact sheets, "
+        f"frames left to right, top to bottom, at (s, also printed on each frame; the same for every camera): "
+        + ", ".join(f"{t:.2f}" for t in times))}]
+    counts: dict[str, int] = {}
+    for s in sheets:
+        counts[s.camera] = counts.get(s.camera, 0) + 1
+    seen: dict[str, int] = {}
+    for s in sheets:
+        seen[s.camera] = seen.get(s.camera, 0) + 1
+        label = f"View '{s.view}' (camera {s.camera})"
+        if counts[s.camera] > 1:
+            label += f", sheet {seen[s.camera]}/{counts[s.camera]}, {s.times_s[0]:.2f}-{s.times_s[-1]:.2f}s"
+        parts.append({"type": "text", "text": label + ":"})
+        parts.append({"type": "image_url", "image_url": {"url": s.data_url}})
+    text = "Keyframe cues (robot-state events, soft hints):\n" + (
+        "\n".join(f"- {h}" for h in hints) if hints else "- (none detected)")
+    if proposal is not None:
+        text += f"\n\nKinematic proposal:\n{proposal_lines(proposal)}"
+    if description:
+        text += f"\n\nYour earlier observation of these frames:\n{description}"
+    text += f"\n\nTime range to cover: start {t0:.2f}, end {t1:.2f}."
+    parts.append({"type": "text", "text": text})
+    return [{"role": "system", "content": fixed_instructions(proposal_rule=proposal is not None)},
+            {"role": "user", "content": parts}]
 
 
 def description_messages(*, task: str, sheets: Sequence[SheetImage], t0: float, t1: float) -> list[dict]:

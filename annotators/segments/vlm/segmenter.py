@@ -39,6 +39,8 @@ from annotators.segments.vlm.frames import (
     frame_to_tile,
     image_to_data_url,
     keyframes_to_frame_indices,
+    patch_aligned_tile_size,
+    sheet_layout,
     tiles_to_sheet,
 )
 from annotators.segments.vlm.ledger import TokenLedger
@@ -113,8 +115,9 @@ class VlmSegmenter:
         if n == 0:
             return []
         c = self.config
+        proposal = self._proposal(item)
         try:
-            covers = [self._window_cover(item, s, e)
+            covers = [self._window_cover(item, s, e, proposal)
                       for s, e in episode_to_windows(n, item.fps, c.window_s, c.window_overlap_s)]
         except InvalidOutput as e:
             return self._fall_back(item, e.reason)
@@ -123,7 +126,7 @@ class VlmSegmenter:
         except VlmBadResponse as e:
             raise EpisodeError(f"{BAD_RESPONSE_REASON}: {e.reason}", item.episode_id) from e
         segments = cover_to_segments(stitch_covers(covers), n, item.fps, c.min_segment_frames)
-        return self._cross_checked(item, segments) if c.cross_check else segments
+        return self._cross_checked(item, segments, proposal) if c.cross_check else segments
 
     def segment_many(
         self, items: Iterable[SegmentationInput], max_in_flight: int | None = None
@@ -157,23 +160,55 @@ class VlmSegmenter:
         For cost estimates (benchmarks/vlm_tokens.py) and for inspecting the prompt.
         """
         c = self.config
-        return [self._request(self._segmentation_messages(item, s, e, self._sheets(item, s, e), None))
+        proposal = self._proposal(item)
+        return [self._request(self._segmentation_messages(item, s, e, self._sheets(item, s, e, proposal), None, proposal))
                 for s, e in episode_to_windows(item.num_frames, item.fps, c.window_s, c.window_overlap_s)]
 
+    def frame_indices(self, item: SegmentationInput, start: int = 0, end: int | None = None,
+                      proposal: list[Segment] | None = None) -> list[int]:
+        """The frames of [start, end) that go into the contact sheets (every camera shows the same ones)."""
+        c = self.config
+        end = item.num_frames if end is None else end
+        if proposal is None:
+            proposal = self._proposal(item)
+        anchors: list[int] = list(item.keyframes)
+        if c.kinematic_cue and proposal:
+            # the proposal's boundaries, and the gripper events (exact), instead of every keyframe
+            gripper = {int(k) for k, h in zip(item.keyframes, item.keyframe_hints) if "gripper" in h} \
+                if len(item.keyframe_hints) == len(item.keyframes) else set()
+            anchors = sorted({s.start for s in proposal[1:]} | gripper)
+        skip = [(s.start, s.end) for s in proposal if s.subaction == "wait"] if c.skip_static and proposal else []
+        return keyframes_to_frame_indices(
+            item.num_frames, item.fps, anchors, vlm_fps=c.vlm_fps, uniform_fps=c.uniform_fps,
+            keyframe_offset_s=c.keyframe_offset_s, start=start, end=end, skip=skip).tolist()
+
+    def _proposal(self, item: SegmentationInput) -> list[Segment]:
+        """The fallback's segments when a setting needs them (cue, static skipping), else []."""
+        c = self.config
+        if self.fallback is None or not (c.kinematic_cue or c.skip_static):
+            return []
+        return list(self.fallback.segment(item))
+
     def _segmentation_messages(self, item: SegmentationInput, start: int, end: int, sheets: list[SheetImage],
-                               description: str | None) -> list[dict]:
+                               description: str | None, proposal: list[Segment]) -> list[dict]:
         t0, t1 = start / item.fps, end / item.fps
+        c = self.config
+        hints = hints_in_range(item.keyframe_hints, t0, t1, c.boundary_tolerance_s)
+        cue = None
+        if c.kinematic_cue:
+            hints = [h for h in hints if "gripper" in h]  # static events are the proposal's boundaries now
+            cue = [(max(s.start, start) / item.fps, min(s.end, end) / item.fps, s.subaction)
+                   for s in proposal if s.end > start and s.start < end]
         return segmentation_messages(
             task=item.task, sheets=sheets, t0=t0, t1=t1, duration_s=item.num_frames / item.fps,
-            hints=hints_in_range(item.keyframe_hints, t0, t1, self.config.boundary_tolerance_s),
-            description=description)
+            hints=hints, description=description, prefix_first=c.prefix_first, proposal=cue)
 
-    def _window_cover(self, item: SegmentationInput, start: int, end: int) -> list[TimedLabel]:
+    def _window_cover(self, item: SegmentationInput, start: int, end: int, proposal: list[Segment]) -> list[TimedLabel]:
         c = self.config
         t0, t1 = start / item.fps, end / item.fps
-        sheets = self._sheets(item, start, end)
+        sheets = self._sheets(item, start, end, proposal)
         description = self._describe(item, sheets, t0, t1) if c.describe_first else None
-        messages = self._segmentation_messages(item, start, end, sheets, description)
+        messages = self._segmentation_messages(item, start, end, sheets, description, proposal)
         request = self._request(messages)
         key = request_to_key(request)
         cached = cache_get(self.cache, key)
@@ -188,7 +223,8 @@ class VlmSegmenter:
         problem: InvalidOutput | None = None
         for _ in range(c.max_output_retries + 1):
             answer = self._complete(item, request)
-            self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
+            self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False,
+                               provider_cached=answer.provider_cached_input_tokens)
             try:
                 if answer.finish_reason == "length":
                     raise InvalidOutput("vlm_truncated", f"the answer hit max_tokens={c.max_tokens}")
@@ -211,7 +247,8 @@ class VlmSegmenter:
             self.ledger.record(item.episode_id, cached.input_tokens, cached.output_tokens, cached=True)
             return cached.text
         answer = self._complete(item, request)
-        self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False)
+        self.ledger.record(item.episode_id, answer.input_tokens, answer.output_tokens, cached=False,
+                           provider_cached=answer.provider_cached_input_tokens)
         cache_put(self.cache, key, CachedResponse(answer.text, answer.input_tokens, answer.output_tokens))
         return answer.text
 
@@ -219,22 +256,31 @@ class VlmSegmenter:
         """One request to the endpoint; 429 answers are counted on the episode's ledger entry."""
         return self._backend.complete(request, on_throttled=lambda: self.ledger.record_throttled(item.episode_id))
 
-    def _sheets(self, item: SegmentationInput, start: int, end: int) -> list[SheetImage]:
+    def _sheets(self, item: SegmentationInput, start: int, end: int, proposal: list[Segment]) -> list[SheetImage]:
         c = self.config
-        indices = keyframes_to_frame_indices(
-            item.num_frames, item.fps, item.keyframes, vlm_fps=c.vlm_fps, uniform_fps=c.uniform_fps,
-            keyframe_offset_s=c.keyframe_offset_s, start=start, end=end)
-        tile_size = (max(1, round(c.frame_size[0] * c.tile_scale)), max(1, round(c.frame_size[1] * c.tile_scale)))
+        indices = self.frame_indices(item, start, end, proposal)
+        aligned = c.patch_px > 0
+        if aligned:
+            tile_size = patch_aligned_tile_size(c.frame_size, c.tile_scale, c.sheet_gutter, c.patch_px)
+        else:
+            tile_size = (max(1, round(c.frame_size[0] * c.tile_scale)), max(1, round(c.frame_size[1] * c.tile_scale)))
         per_sheet = c.sheet_columns * c.sheet_rows
+        if aligned:
+            layout = sheet_layout(len(indices), c.sheet_columns, c.sheet_rows)
+        else:
+            layout = [(first, min(per_sheet, len(indices) - first)) for first in range(0, len(indices), per_sheet)]
         sheets = []
         for camera, (view, frames) in item.frames.items():
             if len(frames) < item.num_frames:
                 raise ValueError(f"episode {item.episode_id}: camera {camera} has {len(frames)} frames, "
                                  f"the state has {item.num_frames}")
-            for first in range(0, len(indices), per_sheet):
-                chunk = indices[first:first + per_sheet]
-                tiles = [frame_to_tile(frames[int(i)], tile_size, f"{i / item.fps:.2f}s") for i in chunk]
-                sheet = tiles_to_sheet(tiles, c.sheet_columns, c.sheet_gutter)
+            for first, count in layout:
+                chunk = indices[first:first + count]
+                tiles = [frame_to_tile(frames[int(i)], tile_size, f"{i / item.fps:.2f}s", keep_aspect=aligned)
+                         for i in chunk]
+                # balanced sheets: as few columns as fill the rows this sheet needs
+                columns = -(-count // -(-count // c.sheet_columns)) if aligned else c.sheet_columns
+                sheet = tiles_to_sheet(tiles, columns, c.sheet_gutter, trailing_gutter=aligned)
                 sheets.append(SheetImage(
                     camera=camera, view=view, data_url=image_to_data_url(sheet, c.jpeg_quality),
                     times_s=tuple(float(i) / item.fps for i in chunk), width=sheet.shape[1], height=sheet.shape[0]))
@@ -253,9 +299,10 @@ class VlmSegmenter:
     def _fall_back(self, item: SegmentationInput, reason: str) -> list[Segment]:
         return [replace(s, segmenter="vlm_fallback", flags=(*s.flags, reason)) for s in self.fallback.segment(item)]
 
-    def _cross_checked(self, item: SegmentationInput, segments: list[Segment]) -> list[Segment]:
+    def _cross_checked(self, item: SegmentationInput, segments: list[Segment],
+                       proposal: list[Segment] | None = None) -> list[Segment]:
         """Flag VLM segments whose label differs from the fallback segment they overlap most."""
-        reference = self.fallback.segment(item)
+        reference = proposal or self.fallback.segment(item)
         out = []
         for s in segments:
             best = max(reference, key=lambda r: min(r.end, s.end) - max(r.start, s.start), default=None)

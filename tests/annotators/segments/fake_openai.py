@@ -28,6 +28,7 @@ class Reply:
     finish_reason: str = "stop"
     prompt_tokens: int = 1000
     completion_tokens: int = 100
+    cached_prompt_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens (None: no details)
     delay_s: float = 0.0  # answer this much later (to see requests overlap)
     headers: Mapping[str, str] = field(default_factory=dict)  # sent with the reply, e.g. {"Retry-After": "2"}
     raw: str | None = None  # send this body verbatim (with `content_type`) instead of the JSON reply
@@ -149,11 +150,13 @@ class FakeOpenAI:
                 choices = reply.choices if reply.choices is not None else [
                     {"index": 0, "finish_reason": reply.finish_reason,
                      "message": {"role": "assistant", "content": content}}]
+                usage: dict = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                               "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+                if reply.cached_prompt_tokens is not None:
+                    usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_prompt_tokens}
                 self._send(200, {
                     "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": request["model"],
-                    "choices": choices,
-                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                              "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+                    "choices": choices, "usage": usage,
                 }, reply.headers)
 
         return Handler

@@ -121,3 +121,53 @@ def test_directions_follow_the_base_frame_convention(displacement, expected):
 def test_unknown_primitive_has_no_template():
     with pytest.raises(ValueError, match="no instruction template"):
         instruction_for("dance")
+
+
+@pytest.mark.parametrize(("fps", "expected"), [(15.0, 4), (5.0, 1), (3.0, 1), (30.0, 9)])
+def test_the_shortest_segment_is_a_duration_not_a_frame_count(fps, expected):
+    # min_segment_s = 0.3 s: a whole number of frames no longer than it, at least one; a fixed
+    # floor of 3 frames made every segment last at least 1 s at Fractal's 3 Hz
+    assert KinematicSegmenter().min_frames(fps) == expected
+    assert KinematicSegmenter(min_segment_frames=3).min_frames(fps) == max(3, expected)
+
+
+@pytest.mark.parametrize("fps", [15.0, 5.0])
+def test_a_short_pause_that_ends_the_recording_is_a_wait(fps):
+    # rest, a minimum-jerk move of 1.5 s, then 0.4 s at rest: the velocity filter must not carry
+    # the decelerating move into the final pause (savgol's default edge mode extrapolates it)
+    n_start, n_move, n_rest = int(0.6 * fps), int(1.5 * fps), max(2, int(round(0.4 * fps)))
+    u = np.arange(1, n_move + 1) / n_move
+    progress = np.concatenate([np.zeros(n_start), 10 * u**3 - 15 * u**4 + 6 * u**5, np.ones(n_rest)])
+    t = len(progress)
+    state = np.zeros((t, 6))
+    state[:, 0], state[:, 2], state[:, 3] = 0.45 + 0.2 * progress, 0.3, np.pi
+    item = SegmentationInput("e", "task", fps, state, np.zeros(t))
+    segments = SEGMENTER.segment(item)
+    assert cover_ok(segments, t)
+    assert [s.subaction for s in segments] == ["wait", "move", "wait"]
+    assert abs(segments[-1].start - (n_start + n_move)) <= 2
+
+
+def test_a_press_at_3_hz_is_found_without_a_pause_between_approach_and_press():
+    # at 3 Hz the approach and the press are one downward run (no speed dip is sampled): the
+    # contact band (contact_band_m above the lowest point) splits them
+    fps, fist = 3.0, 1.0
+    phases = [("wait", 3, (0, 0, 0), fist), ("move", 3, (0, 0, -0.12), fist), ("press", 2, (0, 0, -0.04), fist),
+              ("press", 2, (0, 0, 0.04), fist), ("move", 3, (0, 0, 0.12), fist), ("wait", 2, (0, 0, 0), fist)]
+    item, truth = phase_trajectory(phases, fps=fps)
+    item.gripper[:] = fist
+    segments = SEGMENTER.segment(item)
+    labels = [s.subaction for s in segments]
+    assert "press" in labels, labels
+    press = segments[labels.index("press")]
+    assert abs(press.start - truth[2][0]) <= 1 and abs(press.end - truth[3][1]) <= 1
+
+
+def test_the_descent_before_a_push_is_no_press():
+    fist = 1.0
+    phases = [("wait", 8, (0, 0, 0), fist), ("move", 20, (0, 0, -0.1), fist), ("push", 30, (0, 0.1, 0), fist),
+              ("move", 20, (0, 0, 0.1), fist)]
+    item, _ = phase_trajectory(phases)
+    item.gripper[:] = fist
+    labels = [s.subaction for s in SEGMENTER.segment(item)]
+    assert "push" in labels and "press" not in labels, labels

@@ -14,6 +14,8 @@ from annotators.segments.vlm.frames import (
     frame_to_tile,
     image_to_data_url,
     keyframes_to_frame_indices,
+    patch_aligned_tile_size,
+    sheet_layout,
     tiles_to_sheet,
 )
 
@@ -110,3 +112,48 @@ def test_data_url_round_trips_as_jpeg() -> None:
     assert url.startswith("data:image/jpeg;base64,")
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (20, 30, 3) and decoded[..., 2].mean() > 240  # red survives (BGR order)
+
+
+def test_uniform_frames_skip_the_inside_of_resting_stretches_but_not_their_ends() -> None:
+    got = keyframes_to_frame_indices(91, 15.0, (), vlm_fps=2.0, uniform_fps=1.0, keyframe_offset_s=0.5,
+                                     skip=[(15, 76)])
+    assert got.tolist() == [0, 15, 75, 90]
+    keyframe_inside = keyframes_to_frame_indices(91, 15.0, (45,), vlm_fps=2.0, uniform_fps=1.0,
+                                                 keyframe_offset_s=0.0, skip=[(15, 76)])
+    assert 45 in keyframe_inside.tolist()  # keyframes are never skipped, only the grid
+
+
+@pytest.mark.parametrize(("frame", "scale", "gutter", "patch", "expected"), [
+    ((320, 180), 0.5, 2, 32, (158, 94)),  # 160 × 96 cells: 5 × 3 patches
+    ((320, 180), 0.75, 2, 32, (254, 126)),  # 256 × 128: 8 × 4
+    ((320, 180), 0.5, 0, 28, (168, 84)),  # Qwen2.5-VL's 28 px: 6 × 3
+    ((64, 36), 0.1, 2, 32, (30, 30)),  # never less than one patch
+])
+def test_tile_and_gutter_make_whole_patches(frame, scale, gutter, patch, expected) -> None:
+    tile = patch_aligned_tile_size(frame, scale, gutter, patch)
+    assert tile == expected and all((side + gutter) % patch == 0 for side in tile)
+
+
+@pytest.mark.parametrize(("count", "expected"), [
+    (0, []),
+    (5, [(0, 5)]),
+    (12, [(0, 12)]),
+    (13, [(0, 7), (7, 6)]),  # not 12 + 1
+    (25, [(0, 9), (9, 8), (17, 8)]),
+])
+def test_frames_are_spread_evenly_over_the_sheets(count, expected) -> None:
+    assert sheet_layout(count, columns=4, rows=3) == expected
+
+
+def test_letterboxed_tile_keeps_the_aspect_and_pads_with_black() -> None:
+    frame = np.full((180, 320, 3), 200, dtype=np.uint8)
+    tile = frame_to_tile(frame, (158, 94), "0.00s", keep_aspect=True)
+    assert tile.shape == (94, 158, 3)
+    rows = np.flatnonzero((tile[:, 100] > 150).all(axis=1))  # a column right of the label
+    assert len(rows) == 89 and tile[0, 100].max() == 0 and tile[-1, 100].max() == 0  # 158 × 89 inside, centred
+
+
+def test_sheet_with_trailing_gutter_is_a_whole_number_of_cells() -> None:
+    tiles = [np.zeros((94, 158, 3), np.uint8)] * 6
+    sheet = tiles_to_sheet(tiles, columns=3, gutter=2, trailing_gutter=True)
+    assert sheet.shape[:2] == (2 * 96, 3 * 160)

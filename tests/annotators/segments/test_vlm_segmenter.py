@@ -90,7 +90,75 @@ def test_request_carries_every_view_as_jpeg_and_the_keyframe_cues(server: FakeOp
     text = " ".join(p["text"] for p in parts if p["type"] == "text")
     assert urls and all(u.startswith("data:image/jpeg;base64,") for u in urls)
     assert "View 'exterior'" in text and "View 'wrist'" in text
-    assert "1.33s: gripper_close" in text and "wrist_rotate" in text and "put the cup on the plate" in text
+    assert "1.33s: gripper_close" in text and "put the cup on the plate" in text
+    system = server.requests["inspect"][0]["messages"][0]["content"]
+    assert "wrist_rotate" in system  # the vocabulary and its definitions: the fixed prefix
+
+
+def test_the_fixed_prefix_comes_first_and_is_the_same_for_every_episode(server: FakeOpenAI) -> None:
+    server.script("prefix-first", [Reply(halves_answer())])
+    segmenter = make_segmenter(server, "prefix-first")
+    segmenter.segment(make_item(episode_id="a", seed=1))
+    other = make_item(num_frames=90, episode_id="b", seed=2)
+    other.task = "open the drawer"
+    segmenter.segment(other)
+    first, second = (r["messages"] for r in server.requests["prefix-first"])
+    assert first[0]["role"] == "system" and first[0] == second[0]  # byte-identical: a server caches it
+    for word in ("Primitive definitions", "Category rules", "Decomposition examples", '"subaction"'):
+        assert word in first[0]["content"]
+    user = json.dumps(second[1]["content"])
+    assert "open the drawer" in user and "Primitive definitions" not in user and "6.00s" not in first[0]["content"]
+    assert "Time range to cover: start 0.00, end 6.00." in second[1]["content"][-1]["text"]
+
+
+def test_the_old_layout_keeps_the_rules_after_the_images(server: FakeOpenAI) -> None:
+    server.script("old-layout", [Reply(VALID)])
+    make_segmenter(server, "old-layout", prefix_first=False).segment(make_item())
+    system, user = server.requests["old-layout"][0]["messages"]
+    assert "Primitive definitions" not in system["content"]
+    assert "Primitive definitions" in user["content"][-1]["text"]
+
+
+def test_the_kinematic_proposal_is_the_cue_and_frames_centre_on_its_boundaries(server: FakeOpenAI) -> None:
+    server.script("cue", [Reply(VALID)])
+    segmenter = make_segmenter(server, "cue", uniform_fps=0.25, keyframe_offset_s=0.0, skip_static=False)
+    item = make_item()  # StubFallback: move 0-20, grasp 20-40, lift 40-60 (1.33 s, 2.67 s)
+    segmenter.segment(item)
+    text = server.requests["cue"][0]["messages"][1]["content"][-1]["text"]
+    assert "Kinematic proposal:\n0.00-1.33 move\n1.33-2.67 grasp\n2.67-4.00 lift" in text
+    assert "1.33s: gripper_close" in text and "2.67s: static" not in text  # static events are the proposal's
+    assert segmenter.frame_indices(item) == [0, 20, 40, 59]  # window ends, the two boundaries (grid 4 s)
+    off = make_segmenter(server, "cue", uniform_fps=0.25, keyframe_offset_s=0.0, kinematic_cue=False)
+    assert off.frame_indices(item) == [0, 20, 40, 59]  # here the keyframes (20, 40) are the same frames
+    assert "Kinematic proposal" not in json.dumps(off.window_requests(item))
+
+
+def test_no_uniform_frames_inside_the_proposals_resting_stretches(server: FakeOpenAI) -> None:
+    item = make_item(num_frames=150)
+    item.keyframes, item.keyframe_hints = (), ()
+    resting = make_segmenter(server, "unused", uniform_fps=1.0, keyframe_offset_s=0.0, kinematic_cue=False)
+    resting.fallback = StubFallback(("move", "wait", "lift"))  # wait covers frames 50-100
+    shown = resting.frame_indices(item)
+    assert not [i for i in shown if 50 < i < 99] and {0, 15, 30, 45, 105, 120, 135, 149} <= set(shown)
+    resting.config = VlmConfig(**{**resting.config.as_dict(), "api_key": "t", "skip_static": False})
+    assert {60, 75, 90} <= set(resting.frame_indices(item))
+
+
+def test_sheets_are_whole_patches_and_balanced(server: FakeOpenAI) -> None:
+    import base64
+
+    import cv2
+
+    server.script("patches", [Reply(VALID)])
+    segmenter = make_segmenter(server, "patches", uniform_fps=2.0, frame_size=(320, 180), tile_scale=0.5)
+    segmenter.segment(make_item(num_frames=60))  # 8 frames a camera at 2 fps over 4 s
+    parts = server.requests["patches"][0]["messages"][1]["content"]
+    images = [cv2.imdecode(np.frombuffer(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]), np.uint8),
+                           cv2.IMREAD_COLOR) for p in parts if p["type"] == "image_url"]
+    assert len(images) == 2  # one sheet per camera
+    for image in images:
+        h, w = image.shape[:2]
+        assert h % 32 == 0 and w % 32 == 0 and (w // 160, h // 96) == (4, 2)  # 160×96 cells, 4 + 4
 
 
 def test_malformed_answer_is_retried_with_the_error_then_accepted(server: FakeOpenAI) -> None:
@@ -253,3 +321,31 @@ def test_taking_an_episode_from_the_ledger_starts_it_from_zero() -> None:
     taken = ledger.take("ep0")
     assert (taken.input_tokens, taken.cache_hits, taken.cached_input_tokens) == (1000, 1, 1000)
     assert ledger.take("ep0").input_tokens == 0 and ledger.total().requests == 0
+
+
+def test_provider_prefix_cache_hits_are_counted_apart_from_the_suites_own_cache(server: FakeOpenAI) -> None:
+    # a server with prefix caching reports the reused prefix in usage.prompt_tokens_details.cached_tokens
+    server.script("prefix", [Reply(VALID, prompt_tokens=1200, completion_tokens=80, cached_prompt_tokens=900)])
+    first = make_segmenter(server, "prefix")
+    first.segment(make_item())
+    paid = first.ledger.episode("ep0")
+    assert (paid.input_tokens, paid.provider_cached_input_tokens, paid.cached_input_tokens) == (1200, 900, 0)
+    again = make_segmenter(server, "prefix")  # the suite's own response cache replays the answer
+    again.cache = first.cache
+    again.segment(make_item())
+    replayed = again.ledger.episode("ep0")
+    assert (replayed.input_tokens, replayed.provider_cached_input_tokens, replayed.cached_input_tokens) == (0, 0, 1200)
+
+
+def test_a_usage_without_prompt_token_details_counts_no_provider_cache(server: FakeOpenAI) -> None:
+    server.script("nodetails", [Reply(VALID, prompt_tokens=1000)])
+    segmenter = make_segmenter(server, "nodetails")
+    segmenter.segment(make_item())
+    assert segmenter.ledger.as_dict()["total"]["provider_cached_input_tokens"] == 0
+
+
+def test_the_ledger_never_counts_more_provider_cached_tokens_than_were_sent() -> None:
+    ledger = TokenLedger()
+    ledger.record("ep0", 500, 20, cached=False, provider_cached=800)
+    ledger.record("ep0", 500, 20, cached=False, provider_cached=300)
+    assert ledger.total().provider_cached_input_tokens == 800 and ledger.total().input_tokens == 1000

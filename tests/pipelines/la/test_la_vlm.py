@@ -84,7 +84,8 @@ def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(se
     from pipelines.flows import annotate as flow_module
     from tests.pipelines.la.conftest import SYNTHETIC_SOURCE, synthetic_format, write_synthetic_card
 
-    server.script("la-ledger", [Reply(halves_answer("move", "lift"), prompt_tokens=1500, completion_tokens=90)])
+    server.script("la-ledger", [Reply(halves_answer("move", "lift"), prompt_tokens=1500, completion_tokens=90,
+                                                cached_prompt_tokens=1000)])
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     monkeypatch.setenv("LA_VLM_MODEL", "la-ledger")
@@ -99,9 +100,11 @@ def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(se
 
     first = run("first")
     assert (first["input_tokens"], first["output_tokens"], first["cache_hits"]) == (3 * 1500, 3 * 90, 0)
+    assert first["provider_cached_input_tokens"] == 3 * 1000  # the endpoint's prefix cache, reported apart
     assert (first["episodes"], first["input_per_episode"], first["output_per_episode"]) == (3, 1500, 90)
     card = (tmp_path / "first" / "la" / SYNTHETIC_SOURCE / "card.md").read_text()
     assert "## VLM tokens" in card and "1500.0 input / 90.0 output" in card
+    assert "served 3000 of the input tokens from its prefix cache" in card
 
     # Another output folder, same cache: no request is sent, the cost per episode is still known.
     requests_before = server.counts["la-ledger"]
@@ -109,3 +112,4 @@ def test_the_ledger_reaches_manifest_and_card_and_a_cached_rerun_pays_nothing(se
     assert server.counts["la-ledger"] == requests_before
     assert (again["input_tokens"], again["requests"], again["cache_hits"]) == (0, 0, 3)
     assert (again["cached_input_tokens"], again["input_per_episode"]) == (3 * 1500, 1500)
+    assert again["provider_cached_input_tokens"] == 0
