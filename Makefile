@@ -107,10 +107,12 @@ worker: install  ## start a process worker for the robot-annotate pool, served b
 sample-data: install  ## regenerate the embedded simulated sample (pybullet)
 	$(PY) -m pipelines.sample.generator --out pipelines/sample/data --episodes 12 --seed 0
 
-bench: install  ## reader throughput, la fidelity, VLM prompt tokens, target-phrase accuracy, future encoder speed (CPU smoke), pixel fidelity and memory
+bench: install  ## reader throughput, la fidelity (sample, fit/report split), VLM prompt tokens, target-phrase accuracy, future encoder speed (CPU smoke), pixel fidelity and memory
 	$(PY) -m benchmarks.readers
 	$(PY) -m benchmarks.la_fidelity
 	$(PY) -m benchmarks.la_fidelity --source resting
+	$(PY) -m benchmarks.la_split
+	$(PY) -m benchmarks.vlm_tokens --synthetic 20
 	$(PY) -m benchmarks.vlm_tokens
 	$(PY) -m benchmarks.phrase_accuracy
 	$(PY) -m benchmarks.future_speed --smoke
