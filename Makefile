@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.install-stamp
-EXTRAS ?= models,tfds,sim,vlm,kinematics,dev
+EXTRAS ?= models,tfds,sim,vlm,kinematics,view,dev
 
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.install-stamp
@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the suite (CPU torch, TFDS, pybullet, test tools)
+install: $(STAMP)  ## create .venv and install the suite (CPU torch, TFDS, pybullet, rerun-sdk, test tools)
 
 $(LS_STAMP):
 	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
