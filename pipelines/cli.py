@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from datasets_cards import CardError, list_outputs, list_sources, load_source_card, sample_card_at
@@ -42,23 +41,21 @@ def reported_as_errors(log: Path | None = None) -> Iterator[None]:
     from pipelines.formats import DuplicateEpisodeIdError
     from pipelines.io.lease import LeaseHeldError, LeaseLostError
     from pipelines.labelstudio.client import LabelStudioError
-    from pipelines.view import ViewError
 
     fixable = (FileNotFoundError, CardError, UnknownNameError, ConfigMismatchError, VlmConfigError, LabelStudioError,
                DuplicateEpisodeIdError, DuplicateEpisodeError)  # missing weights are a FileNotFoundError
     # A damaged output (named), another run holding the output's lease, a full or read-only disk.
     fixable += (ManifestError, IncompleteOutputError, ShardIntegrityError, StorageError, LeaseHeldError, LeaseLostError)
     fixable += (RunAbortError,)  # a rejected key or request: the run stopped early, saving what finished
-    fixable += (ViewError,)  # `view`: an unknown episode, a folder it cannot show, rerun-sdk missing
     try:
         yield
     except fixable as e:  # soft_wrap: the message stays one line, however long its paths
-        console.print(f"[red]error:[/] {escape(str(e))}" + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
+        console.print(f"[red]error:[/] {e}" + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
         raise typer.Exit(1) from e
     except OSError as e:  # a disk error raised past the storage helpers (a pipeline's own writes)
         if not is_disk_error(e):
             raise
-        console.print(f"[red]error:[/] {escape(str(storage_error(e, e.filename or 'the output')))}"
+        console.print(f"[red]error:[/] {storage_error(e, e.filename or 'the output')}"
                       + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
         raise typer.Exit(1) from e
 
@@ -349,12 +346,18 @@ def view(
         help="the .rrd file to write (default: ./<pipeline>-<source>-<episode>.rrd)")] = None,
 ) -> None:
     """Write one episode and its annotations as a Rerun recording (.rrd): `rerun FILE.rrd` opens it (extra `view`)."""
-    from pipelines.view import write_recording
+    from rich.markup import escape
+
+    from datasets_cards.manifest import ManifestError, ShardIntegrityError
+    from pipelines.view import ViewError, write_recording
 
     if out is not None and not out.endswith(".rrd"):
         raise typer.BadParameter(f"--out {out}: a Rerun recording ends in .rrd")
-    with reported_as_errors():
+    try:  # not reported_as_errors: its imports (Prefect) would double the command's time
         written = write_recording(path, episode, out)
+    except (ViewError, FileNotFoundError, ManifestError, ShardIntegrityError) as e:
+        console.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)  # escaped: `.[view]` is not markup
+        raise typer.Exit(1) from e
     console.print(f"[green]{written.pipeline}[/] ← {escape(f'{written.source}, episode {written.episode}')}: "
                   f"{written.rows} rows → {escape(written.path)}  (open it with: rerun {escape(written.path)})",
                   soft_wrap=True)

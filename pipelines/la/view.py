@@ -37,6 +37,7 @@ def log_la(scene: Scene, rows: list[dict[str, Any]]) -> rrb.Blueprint:
             if t in row["keyframes"]:
                 rec.log("plot/state/keyframes", rr.Scalars(state))
                 rec.log("plot/gripper/keyframes", rr.Scalars(gripper))
+    starts, last = {r["start"] for r in rows}, max(r["end"] for r in rows)
     for row in rows:
         index, name = row["segment_index"], row["subaction"]
         path = f"plot/gripper/segments/{index:03d}"
@@ -47,8 +48,9 @@ def log_la(scene: Scene, rows: list[dict[str, Any]]) -> rrb.Blueprint:
         scene.at(row["start"])
         rec.log("segments", rr.TextLog(_line(row), level=_level(row), color=color(name)))
         scene.show("segment", rr.TextDocument(_text(row), media_type="text/markdown"))
-        scene.at(row["end"])
-        scene.show("segment", None)  # the next segment's start, at the same frame, replaces it
+        if row["end"] not in starts and row["end"] < last:  # a gap (a verified set drops segments): no segment
+            scene.at(row["end"])
+            scene.show("segment", None)
     return rrb.Blueprint(rrb.Horizontal(
         rrb.Vertical(rrb.TimeSeriesView(origin="plot/state", name="arm state"),
                      rrb.TimeSeriesView(origin="plot/gripper", name="gripper, keyframes, segments")),
