@@ -95,8 +95,11 @@ def test_view_draws_the_box_crop_window_and_crop_on_exactly_the_frames_with_a_bo
         image = logged[(f"/camera/{camera}", "EncodedImage")]
         assert image.frames == [r["frame_index"] for r in mine]
         assert image.seconds == pytest.approx([r["frame_index"] / fps for r in mine])
+        # a frame without a box clears the one before it (else the viewer keeps showing the latest box)
+        cleared = [b["frame_index"] for a, b in zip(mine, mine[1:]) if a["box"] is not None and b["box"] is None]
         for path in (f"/camera/{camera}/gaze_box", f"/camera/{camera}/crop_window"):
             assert logged[(path, "Boxes2D")].frames == [r["frame_index"] for r in boxed]
+            assert (logged[(path, "Clear")].frames if (path, "Clear") in logged else []) == cleared
         crops = logged.get((f"/crop/{camera}", "EncodedImage"))
         assert (crops.frames if crops else []) == [r["frame_index"] for r in boxed]
         if boxed:  # xyxy as Rerun's centre and half size

@@ -106,7 +106,7 @@ def test_view_draws_masks_boxes_and_prompts_of_every_frame(run, tmp_path):
     pytest.importorskip("rerun")
     from pycocotools import mask as coco_mask
 
-    from pipelines.view import write_recording
+    from pipelines.view import ViewError, write_recording
     from tests.pipelines.rerun_recording import read_recording
 
     _, manifest, target, _ = run
@@ -131,6 +131,10 @@ def test_view_draws_masks_boxes_and_prompts_of_every_frame(run, tmp_path):
     for row, buffer in zip(masked, buffers):  # the RLE decoded by pycocotools, pixel for pixel in area
         rle = {"size": row["mask"]["size"], "counts": row["mask"]["counts"].encode()}
         assert np.count_nonzero(np.asarray(buffer[0])) == int(coco_mask.area(rle))
+    quarantined = pq.read_table(target / "quarantine.parquet").to_pylist()
+    if quarantined:  # an episode without rows: the reason, not a recording
+        with pytest.raises(ViewError, match="quarantined"):
+            write_recording(str(target), quarantined[0]["episode_id"], str(tmp_path / "none.rrd"))
     if masked:
         points = logged[(f"{camera}/prompts/points", "Points2D")].columns["positions"][0]
         np.testing.assert_allclose(points, masked[0]["points"])
