@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.install-stamp
-EXTRAS ?= models,tfds,sim,vlm,kinematics,dev
+EXTRAS ?= models,tfds,sim,vlm,kinematics,view,dev
 
 # LeRobot pins its own torch (< 2.11), torchvision and av: its own virtualenv, for `make conformance` only.
 LEROBOT_VENV := .venv-lerobot
@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the suite (CPU torch, TFDS, pybullet, test tools)
+install: $(STAMP)  ## create .venv and install the suite (CPU torch, TFDS, pybullet, rerun-sdk, test tools)
 
 $(LS_STAMP):
 	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)

@@ -372,6 +372,31 @@ def inspect(path: Annotated[str, typer.Argument(help="an output folder OUT/<pipe
 
 
 @app.command()
+def view(
+    path: Annotated[str, typer.Argument(help="an output folder OUT/<pipeline>/<source>")],
+    episode: Annotated[str | None, typer.Option(help="the source episode's id (default: the output's first)")] = None,
+    out: Annotated[str | None, typer.Option(
+        help="the .rrd file to write (default: ./<pipeline>-<source>-<episode>.rrd)")] = None,
+) -> None:
+    """Write one episode and its annotations as a Rerun recording (.rrd): `rerun FILE.rrd` opens it (extra `view`)."""
+    from rich.markup import escape
+
+    from datasets_cards.manifest import ManifestError, ShardIntegrityError
+    from pipelines.view import ViewError, write_recording
+
+    if out is not None and not out.endswith(".rrd"):
+        raise typer.BadParameter(f"--out {out}: a Rerun recording ends in .rrd")
+    try:  # not reported_as_errors: its imports (Prefect) would double the command's time
+        written = write_recording(path, episode, out)
+    except (ViewError, FileNotFoundError, ManifestError, ShardIntegrityError) as e:
+        console.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)  # escaped: `.[view]` is not markup
+        raise typer.Exit(1) from e
+    console.print(f"[green]{written.pipeline}[/] ← {escape(f'{written.source}, episode {written.episode}')}: "
+                  f"{written.rows} rows → {escape(written.path)}  (open it with: rerun {escape(written.path)})",
+                  soft_wrap=True)
+
+
+@app.command()
 def export(
     path: Annotated[str, typer.Argument(help="a finished output folder OUT/<pipeline>/<source>")],
     dest: Annotated[str, typer.Option(help="where to write the exported dataset")],

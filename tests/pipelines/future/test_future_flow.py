@@ -212,3 +212,27 @@ def test_a_run_killed_after_its_first_shard_resumes_to_the_uninterrupted_rows(dr
     for key in list(expected)[::50]:
         np.testing.assert_allclose(got[key]["feature"], expected[key]["feature"], atol=2e-3, rtol=2e-3)
     assert sorted(p.name for p in shards.iterdir()) == ["shard-00000.parquet", "shard-00001.parquet"]
+
+
+def test_view_plots_the_feature_norm_of_every_stored_frame(droid, tmp_path):
+    """`view` read back with Rerun's own reader: the mean token norm of each row, the token grid, the t+H distance."""
+    pytest.importorskip("rerun")
+    from pipelines.view import write_recording
+    from tests.pipelines.rerun_recording import read_recording
+
+    manifest, target = droid
+    episode = table(target).column("episode_id")[0].as_py()
+    rows = sorted((r for r in table(target).to_pylist() if r["episode_id"] == episode),
+                  key=lambda r: (r["camera"], r["view"], r["frame_index"]))
+    logged = read_recording(write_recording(str(target), episode, str(tmp_path / "future.rrd")).path)
+    tokens = manifest.stats["feature"]["tokens"]
+    for camera, view in {(r["camera"], r["view"]) for r in rows}:
+        mine = [r for r in rows if (r["camera"], r["view"]) == (camera, view)]
+        norm = logged[(f"/plot/feature_norm/{camera}/view_{view}", "Scalars")]
+        assert norm.frames == [r["frame_index"] for r in mine]
+        expected = [np.linalg.norm(np.asarray(r["feature"], np.float32).reshape(tokens, -1), axis=1).mean()
+                    for r in mine]
+        assert [v[0] for v in norm.columns["scalars"]] == pytest.approx(expected, rel=1e-4)
+        if view == 0:
+            assert logged[(f"/{camera}/token_norms", "Tensor")].frames == norm.frames
+            assert logged[(f"/plot/foresight/{camera}", "Scalars")].frames == norm.frames

@@ -76,3 +76,35 @@ def test_card_reports_coverage_and_shows_the_montage(run):
         assert "montage.png" in card
         montage = cv2.imread(str(target / "montage.png"))
         assert montage is not None and montage.shape[0] > 0
+
+
+def test_view_draws_the_box_crop_window_and_crop_on_exactly_the_frames_with_a_box(run, tmp_path):
+    """`view` read back with Rerun's own reader: one image per row, a box entry per row with a box."""
+    pytest.importorskip("rerun")
+    from pipelines.view import write_recording
+    from tests.pipelines.rerun_recording import read_recording
+
+    manifest, target = run
+    episode = pq.read_table(target / "shards").column("episode_id")[0].as_py()
+    rows = [r for r in pq.read_table(target / "shards").to_pylist() if r["episode_id"] == episode]
+    logged = read_recording(write_recording(str(target), episode, str(tmp_path / "gaze.rrd")).path)
+    fps = manifest.source_card().fps
+    for camera in {r["camera"] for r in rows}:
+        mine = sorted((r for r in rows if r["camera"] == camera), key=lambda r: r["frame_index"])
+        boxed = [r for r in mine if r["box"] is not None]
+        image = logged[(f"/camera/{camera}", "EncodedImage")]
+        assert image.frames == [r["frame_index"] for r in mine]
+        assert image.seconds == pytest.approx([r["frame_index"] / fps for r in mine])
+        # a frame without a box clears the one before it (else the viewer keeps showing the latest box)
+        cleared = [b["frame_index"] for a, b in zip(mine, mine[1:]) if a["box"] is not None and b["box"] is None]
+        for path in (f"/camera/{camera}/gaze_box", f"/camera/{camera}/crop_window"):
+            assert logged[(path, "Boxes2D")].frames == [r["frame_index"] for r in boxed]
+            assert (logged[(path, "Clear")].frames if (path, "Clear") in logged else []) == cleared
+        crops = logged.get((f"/crop/{camera}", "EncodedImage"))
+        assert (crops.frames if crops else []) == [r["frame_index"] for r in boxed]
+        if boxed:  # xyxy as Rerun's centre and half size
+            x0, y0, x1, y1 = boxed[0]["box"]
+            box = logged[(f"/camera/{camera}/gaze_box", "Boxes2D")]
+            np.testing.assert_allclose(box.columns["centers"][0], [[(x0 + x1) / 2, (y0 + y1) / 2]], atol=1e-3)
+            np.testing.assert_allclose(box.columns["half_sizes"][0], [[(x1 - x0) / 2, (y1 - y0) / 2]], atol=1e-3)
+            assert boxed[0]["target_phrase"] in box.columns["labels"][0][0]

@@ -98,3 +98,44 @@ def test_a_second_run_resumes_without_reading_or_rewriting(run):
     second = annotate(**args)
     assert [s.sha256 for s in second.shards] == [s.sha256 for s in first.shards]
     assert {p.name: p.read_bytes() for p in (target / "shards").iterdir()} == before
+
+
+def test_view_draws_masks_boxes_and_prompts_of_every_frame(run, tmp_path):
+    """`view` read back with Rerun's own reader: a mask of the RLE's area, a box and the prompts on each row that
+    has them, the gripper mask at G only."""
+    pytest.importorskip("rerun")
+    from pycocotools import mask as coco_mask
+
+    from pipelines.view import ViewError, write_recording
+    from tests.pipelines.rerun_recording import read_recording
+
+    _, manifest, target, _ = run
+    rows = pq.read_table(target / "shards").to_pylist()
+    episode = rows[0]["episode_id"]
+    rows = sorted((r for r in rows if r["episode_id"] == episode), key=lambda r: r["frame_index"])
+    logged = read_recording(write_recording(str(target), episode, str(tmp_path / "pixel.rrd")).path)
+    camera = f"/camera/{rows[0]['camera']}"
+
+    def frames(path, archetype):
+        entry = logged.get((f"{camera}{path}", archetype))
+        return entry.frames if entry else []
+
+    assert frames("", "EncodedImage") == frames("/proposal", "Boxes2D") == [r["frame_index"] for r in rows]
+    assert frames("/box", "Boxes2D") == [r["frame_index"] for r in rows if r["box"] is not None]
+    assert frames("/prompts/box", "Boxes2D") == [r["frame_index"] for r in rows if r["box_prompt"] is not None]
+    assert frames("/prompts/points", "Points2D") == [r["frame_index"] for r in rows if r["points"]]
+    assert frames("/gripper_mask", "SegmentationImage") == [rows[0]["first_close_frame"]]
+    masked = [r for r in rows if r["mask"] is not None]
+    assert frames("/mask", "SegmentationImage") == [r["frame_index"] for r in masked]
+    buffers = logged[(f"{camera}/mask", "SegmentationImage")].columns["buffer"] if masked else []
+    for row, buffer in zip(masked, buffers):  # the RLE decoded by pycocotools, pixel for pixel in area
+        rle = {"size": row["mask"]["size"], "counts": row["mask"]["counts"].encode()}
+        assert np.count_nonzero(np.asarray(buffer[0])) == int(coco_mask.area(rle))
+    quarantined = pq.read_table(target / "quarantine.parquet").to_pylist()
+    if quarantined:  # an episode without rows: the reason, not a recording
+        with pytest.raises(ViewError, match="quarantined"):
+            write_recording(str(target), quarantined[0]["episode_id"], str(tmp_path / "none.rrd"))
+    if masked:
+        points = logged[(f"{camera}/prompts/points", "Points2D")].columns["positions"][0]
+        np.testing.assert_allclose(points, masked[0]["points"])
+        assert len(logged[(f"{camera}/prompts/lines", "LineStrips2D")].columns["strips"][0]) == len(masked[0]["lines"])
