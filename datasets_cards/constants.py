@@ -18,6 +18,7 @@ QUARANTINE_STAGING_DIR = "_quarantine"  # one file per work unit, merged at the 
 EPISODE_IDS_FILE = "_staging/episode_ids.json"  # the run's episode ids, scanned once (a resume reuses them)
 STAGE_PART = "_staging/{stage}/unit-{index:05d}.parquet"  # a run-level stage's part collected by one unit
 CARD_FILE = "card.md"
+HUB_README_FILE = "README.md"  # the dataset card the Hub and `datasets.load_dataset(folder)` read
 REVIEW_DIR = "review"
 SAMPLE_PREFIX = "sample-"  # the embedded simulated sample of source X is the card sample-X
 PREFECT_HOME_DIR = ".prefect"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _PRIMITIVES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -32,7 +32,7 @@ _PRIMITIVES: dict[str, pa.DataType] = {
 }
 
 
-def _split_top_level(text: str, sep: str = ",") -> list[str]:
+def split_top_level(text: str, sep: str = ",") -> list[str]:
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         if ch == "<":
@@ -58,7 +58,7 @@ def parse_type(text: str) -> pa.DataType:
         return pa.list_(parse_type(t[5:-1]))
     if t.startswith("struct<") and t.endswith(">"):
         fields = []
-        for part in _split_top_level(t[7:-1]):
+        for part in split_top_level(t[7:-1]):
             name, _, sub = part.partition(":")
             fields.append(pa.field(name.strip(), parse_type(sub)))
         return pa.struct(fields)
@@ -72,12 +72,21 @@ class ColumnSpec(BaseModel):
     type: str
     description: str
     nullable: bool = False
+    # A binary column whose values are one encoded image each (JPEG or PNG): README.md declares it an
+    # `Image` feature, so `datasets` decodes it to a PIL image (pipelines/hub_card.py).
+    image: bool = False
 
     @field_validator("type")
     @classmethod
     def _parses(cls, v: str) -> str:
         parse_type(v)
         return v
+
+    @model_validator(mode="after")
+    def _image_is_binary(self) -> ColumnSpec:
+        if self.image and self.type != "binary":
+            raise ValueError(f"column {self.name!r}: `image: true` needs type binary, not {self.type!r}")
+        return self
 
     def arrow_field(self) -> pa.Field:
         return pa.field(self.name, parse_type(self.type), nullable=self.nullable)
@@ -95,6 +104,8 @@ class OutputCard(BaseModel):
     columns: list[ColumnSpec]
     key: list[str]  # columns that identify a row uniquely (checked by the writer)
     card_template: str  # markdown template (Jinja2) rendered into card.md
+    # The Hub's task categories of the dataset (README.md's YAML header, pipelines/hub_card.py).
+    task_categories: list[str] = Field(default_factory=lambda: ["robotics"])
     row_group_rows: int = 1024  # rows per Parquet row group (smaller for image-heavy cards)
     row_group_per_write: bool = False  # also end a row group at every write_rows call (the flow writes one episode
     #                                   per call: one row group per episode, read back episode by episode)

@@ -1,4 +1,5 @@
-"""Render card.md from the output card's Jinja2 template and the run's manifest."""
+"""Render card.md from the output card's Jinja2 template and the run's manifest, and write it with the
+Hub's README.md (pipelines/hub_card.py) beside it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 import jinja2
 
 from datasets_cards import OutputCard, SourceCard, card_template
+from datasets_cards.constants import CARD_FILE
 from datasets_cards.manifest import Manifest
+from datasets_cards.storage import write_text_atomic
+from pipelines.hub_card import write_hub_readme
 
 
 def columns_table(card: OutputCard) -> str:
@@ -95,3 +99,12 @@ def render_card(card: OutputCard, manifest: Manifest, source: SourceCard) -> str
         run_summary=run_summary(manifest, source),
         failures_section=failures_section(manifest),
     )
+
+
+def write_cards(target: str, card: OutputCard, manifest: Manifest, source: SourceCard) -> str:
+    """card.md and README.md of the output folder `target` from `manifest` (each written atomically, card.md
+    first); returns card.md's text. Every writer of card.md goes through here, so the two never disagree."""
+    card_md = render_card(card, manifest, source)
+    write_text_atomic(f"{target.rstrip('/')}/{CARD_FILE}", card_md)
+    write_hub_readme(target, card, manifest, source, card_md)
+    return card_md

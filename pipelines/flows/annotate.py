@@ -74,7 +74,7 @@ from datasets_cards.manifest import (
 )
 from pipelines.artifact_images import inline_images
 from pipelines.base import Pipeline, Stage, declared_config, merge_stats, pipelines_built, worker_pipeline
-from pipelines.card import render_card
+from pipelines.card import write_cards
 from pipelines.flows.arguments import (
     check_card_secrets,
     check_options,
@@ -854,8 +854,7 @@ def annotate(
     manifest.stats = {**manifest.stats, "run": {
         "episodes": n, "wall_seconds": round(time.perf_counter() - started, 1),  # this run's, resumes count anew
         "unit_seconds": round(sum(s.seconds for s in manifest.shards), 1)}}  # every unit's, whichever run did it
-    card_md = render_card(pipe.output, manifest, card)
-    write_text_atomic(f"{target}/{CARD_FILE}", card_md)  # first: a manifest that says complete has its card
+    card_md = write_cards(target, pipe.output, manifest, card)  # first: a manifest that says complete has its cards
     _check_lease()  # a run whose lease was taken over never marks the output complete
     manifest.save(target)  # the commit point; a full or read-only disk here leaves the last saved state
     create_markdown_artifact(  # the UI cannot load the card's relative image paths: small copies go inline

@@ -24,12 +24,11 @@ import pyarrow.parquet as pq
 
 from annotators.segments.base import VOCABULARY
 from datasets_cards import load_output_card
-from datasets_cards.constants import CARD_FILE
 from datasets_cards.manifest import Generation, Manifest, now
 from datasets_cards.params.la import LaParams
 from pipelines.base import merge_stats
-from pipelines.card import render_card
-from pipelines.io import ShardWriter, write_text_atomic
+from pipelines.card import write_cards
+from pipelines.io import ShardWriter
 from pipelines.la import export
 from pipelines.la.rows import BOUNDARY_CORRECTED, BOUNDARY_REJECTED
 from pipelines.la.stats import counts_to_stats, rows_to_counts
@@ -204,5 +203,5 @@ def publish(out_dir: str) -> dict[str, Any]:
                                    version=str(options.get("lerobot_version", export.DEFAULT_LEROBOT_VERSION)))
     manifest.stats = {**manifest.stats, "lerobot": layouts}
     manifest.save(out_dir)
-    write_text_atomic(f"{out_dir}/{CARD_FILE}", render_card(load_output_card("la"), manifest, source))
+    write_cards(out_dir, load_output_card("la"), manifest, source)  # card.md and README.md of this generation
     return manifest.stats["lerobot"]

@@ -21,10 +21,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from datasets_cards import load_output_card, load_source_card
-from datasets_cards.constants import CARD_FILE, REVIEW_DIR, output_dir
+from datasets_cards.constants import REVIEW_DIR, output_dir
 from datasets_cards.manifest import Manifest
-from pipelines.card import render_card, stats_table
-from pipelines.io import read_text, write_text_atomic
+from pipelines.card import stats_table, write_cards
+from pipelines.io import read_text
 from pipelines.io.lease import OutputLease
 from pipelines.la.review.apply import apply_verdicts, publish
 from pipelines.la.review.pull import save_review, verdicts_from_export
@@ -113,9 +113,7 @@ def report(out_dir: str, metrics: dict[str, Any]) -> str:
     verification = {**manifest.stats.get("verification", {}), **shown}
     manifest.stats = {**manifest.stats, "verification": verification}
     manifest.save(out_dir)
-    card_md = render_card(load_output_card(PIPELINE), manifest, manifest.source_card())
-    write_text_atomic(f"{out_dir}/{CARD_FILE}", card_md)
-    return card_md
+    return write_cards(out_dir, load_output_card(PIPELINE), manifest, manifest.source_card())
 
 
 @flow(name="review", log_prints=True)

@@ -1,0 +1,122 @@
+"""Checks shared by the flow tests: an output folder read back the way its users read it.
+
+- `check_loads_with_datasets`: `datasets.load_dataset(folder)` with no data_files (README.md's YAML header),
+  against the shards of the generation in force: the same rows in the same order, every column equal,
+  images decoded to PIL images equal to the shards' bytes decoded, masks as datasets shows structs;
+- `check_rlds_like_a_training_loader`: the RLDS export read with a tf.data pipeline as Octo/OpenVLA-style
+  loaders write it (trajectory by trajectory, `steps` flattened into a stream of frames), against the shards.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datasets_cards import load_output_card
+from datasets_cards.codecs import rle_to_mask
+from datasets_cards.manifest import Manifest
+
+
+def shard_table(target: Path) -> pa.Table:
+    """The rows of the generation in force, shard after shard (the order `load_dataset` reads them in)."""
+    manifest = Manifest.load(str(target))
+    return pa.concat_tables([pq.read_table(target / s.path) for s in manifest.current_shards])
+
+
+def check_loads_with_datasets(target: Path, cache_dir: Path, *, rows_checked: int = 8) -> None:
+    """`datasets.load_dataset(target)` as a user types it: the README's header alone says what to read."""
+    import datasets
+    from PIL import Image
+
+    manifest = Manifest.load(str(target))
+    card = load_output_card(manifest.pipeline)
+    expected = shard_table(target)
+    ds = datasets.load_dataset(str(target), split="train", cache_dir=str(cache_dir))
+    assert ds.num_rows == expected.num_rows == manifest.rows
+    assert ds.column_names == [c.name for c in card.columns]
+    images = [c.name for c in card.columns if c.image]
+    assert {n for n, f in ds.features.items() if isinstance(f, datasets.Image)} == set(images)
+
+    got = ds.with_format("arrow")[:]  # every column, as stored: an image is a struct {bytes, path}
+    for column in card.columns:
+        want = expected.column(column.name).combine_chunks()
+        have = got.column(column.name).combine_chunks()
+        if column.image:
+            assert have.field("bytes").to_pylist() == want.to_pylist(), column.name
+        else:
+            assert have.to_pylist() == want.to_pylist(), column.name
+
+    step = max(1, ds.num_rows // rows_checked)
+    for i in range(0, ds.num_rows, step):  # the default (python) format, as a user indexes it
+        row, raw = ds[i], expected.slice(i, 1).to_pylist()[0]
+        for name in images:
+            if raw[name] is None:
+                assert row[name] is None
+                continue
+            assert isinstance(row[name], Image.Image)
+            np.testing.assert_array_equal(np.asarray(row[name]), np.asarray(Image.open(io.BytesIO(raw[name]))))
+            if name == "image" and "width" in raw:
+                assert row[name].size == (raw["width"], raw["height"])
+        for column in card.columns:
+            if column.type.startswith("struct<") and raw[column.name] is not None:
+                assert row[column.name] == raw[column.name]  # a mask: {size: [h, w], counts: RLE string}
+                if set(raw[column.name]) == {"size", "counts"}:
+                    assert rle_to_mask(row[column.name]).shape == (raw["height"], raw["width"])
+
+
+def _episode_groups(card, table: pa.Table) -> dict[str, list[dict]]:
+    """Rows grouped as the RLDS export groups them, each episode's steps ordered by the card's key."""
+    group = "source_episode_id" if "source_episode_id" in table.column_names else "episode_id"
+    order = [k for k in card.key if k != group]
+    episodes: dict[str, list[dict]] = {}
+    for row in table.to_pylist():
+        episodes.setdefault(row[group], []).append(row)
+    return {e: sorted(rows, key=lambda r: tuple(r[k] for k in order)) for e, rows in episodes.items()}
+
+
+def check_rlds_like_a_training_loader(target: Path, dest: Path, *, instruction: str = "instruction",
+                                      image: str | None = None, state: str = "state") -> None:
+    """Export `target` to RLDS and read it as Octo/OpenVLA-style loaders do: `builder.as_dataset`, a
+    trajectory-level map that decodes and keeps the keys training needs (language instruction, image,
+    state, episode id), then `flat_map` over `steps` into one stream of frames; every frame against the shards."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from pipelines.formats.rlds.export import export_rlds
+
+    manifest = Manifest.load(str(target))
+    card = load_output_card(manifest.pipeline)
+    path = export_rlds(str(target), str(dest))
+    builder = tfds.builder_from_directory(str(path))
+    episodes = builder.as_dataset(split="train", shuffle_files=False)
+
+    def restructure(episode):  # what a loader's per-trajectory transform reads out of one RLDS episode
+        steps = episode["steps"]
+        keys = {"language_instruction": steps[instruction], "state": steps[state],
+                "episode_id": tf.fill(tf.shape(steps["is_first"]), episode["episode_metadata"]["episode_id"]),
+                "is_first": steps["is_first"], "is_last": steps["is_last"]}
+        if image is not None:
+            keys["image"] = steps[image]
+        return tf.data.Dataset.from_tensor_slices(keys)
+
+    frames = episodes.flat_map(restructure).batch(4).unbatch().prefetch(tf.data.AUTOTUNE)
+    expected = _episode_groups(card, shard_table(target))
+    got: dict[str, list[dict]] = {}
+    for frame in frames.as_numpy_iterator():  # flat_map keeps each trajectory's frames together, in order
+        got.setdefault(frame["episode_id"].decode(), []).append(frame)
+    assert builder.info.splits["train"].num_examples == len(expected)
+    assert {e: len(f) for e, f in got.items()} == {e: len(r) for e, r in expected.items()}
+    assert sum(map(len, got.values())) == manifest.rows
+    for episode_id, rows in expected.items():
+        for t, (frame, row) in enumerate(zip(got[episode_id], rows)):
+            assert frame["language_instruction"].decode() == row[instruction]
+            assert (bool(frame["is_first"]), bool(frame["is_last"])) == (t == 0, t == len(rows) - 1)
+            np.testing.assert_array_equal(frame["state"], np.asarray(row[state], frame["state"].dtype))
+            if image is not None:
+                decoded = tf.io.decode_image(row[image], channels=3).numpy()  # the shard's bytes, decoded by TF
+                np.testing.assert_array_equal(frame["image"], decoded)
+                assert frame["image"].shape == (row["height"], row["width"], 3)
