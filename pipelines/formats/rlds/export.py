@@ -16,10 +16,15 @@ Arrow (card grammar) → TFDS feature:
     binary, other content       Tensor(shape=(), dtype=string)  (raw bytes)
     bool, intN, uintN, floatN   Scalar of that dtype (float16 kept)
     T[N]                        Tensor(shape=(N,))
-    list<T>, list<list<T>>      Tensor(shape=(None,) / (None, None), encoding=zlib): numbers
-      (T numeric)               only; each step's value is one serialized blob, so lengths may
-                                vary between steps; a nested list must be rectangular
-                                (a ragged one raises, naming the column)
+    list<T>, list<list<T>>      numbers only. A list whose every value has the same shape in the
+      (T numeric)               output (a source's state and action width, future's tokens) is a
+                                plain Tensor(shape=(D,) / (N, D)): stacked over an episode as
+                                training loaders read it (decoders={"steps": SkipDecoding()}
+                                gives a T×D float tensor). A length that varies between steps
+                                (la's per-segment T×D state) stays Tensor(shape=(None, ...),
+                                encoding=zlib): each step's value is one serialized blob, which
+                                only TFDS's own decoding reads back. A nested list must be
+                                rectangular (a ragged one raises, naming the column)
     list<string>, list<binary>  Sequence(Text()) / Sequence(Tensor(string)); deeper string
                                 nesting is refused
     struct<a:T,...>             FeaturesDict of the mapped fields
@@ -54,6 +59,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import track
 
@@ -91,8 +97,9 @@ def export_rlds(output_dir: str, dest: str) -> Path | str:
     if group is None:
         raise ValueError(f"output card {card.name!r} has none of the columns {GROUP_COLUMNS} to group episodes by")
     image_formats = _image_columns(card, shards)
-    step_features = _step_features(card, image_formats)
-    episodes = _episodes(card, shards, group, image_formats, manifest)
+    shapes = _list_shapes(card, shards)
+    step_features = _step_features(card, image_formats, shapes)
+    episodes = _episodes(card, shards, group, image_formats, shapes, manifest)
     metadata_features = {
         "episode_id": tfds.features.Text(),
         "source": tfds.features.Text(),
@@ -140,7 +147,8 @@ def _dataset_name(text: str) -> str:
 # -- features ------------------------------------------------------------------------------------
 
 
-def _arrow_to_feature(arrow_type: pa.DataType, image_format: str | None) -> Any:
+def _arrow_to_feature(arrow_type: pa.DataType, image_format: str | None,
+                      shape_seen: tuple[int | None, ...] | None = None) -> Any:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return tfds.features.Text()
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
@@ -155,6 +163,8 @@ def _arrow_to_feature(arrow_type: pa.DataType, image_format: str | None) -> Any:
         )
     if pa.types.is_fixed_size_list(arrow_type) or pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         shape, leaf = _list_shape(arrow_type)
+        if shape_seen is not None:  # the dims every value of the output has (see _list_shapes)
+            shape = tuple(d if d is not None else seen for d, seen in zip(shape, shape_seen))
         if pa.types.is_string(leaf) or pa.types.is_binary(leaf):
             if shape != (None,):
                 raise ValueError(f"{arrow_type}: only flat variable lists of strings can be exported to RLDS")
@@ -176,9 +186,11 @@ def _list_shape(arrow_type: pa.DataType) -> tuple[tuple[int | None, ...], pa.Dat
     return tuple(shape), arrow_type
 
 
-def _step_features(card: OutputCard, image_formats: dict[str, str]) -> dict[str, Any]:
+def _step_features(card: OutputCard, image_formats: dict[str, str],
+                   shapes: dict[str, tuple[int | None, ...]]) -> dict[str, Any]:
     schema = card.arrow_schema()
-    features: dict[str, Any] = {f.name: _arrow_to_feature(f.type, image_formats.get(f.name)) for f in schema}
+    features: dict[str, Any] = {f.name: _arrow_to_feature(f.type, image_formats.get(f.name), shapes.get(f.name))
+                                for f in schema}
     clashes = sorted(set(features) & {*RLDS_FLAGS, NULL_FLAGS})
     if clashes:
         raise ValueError(f"output card {card.name!r} has columns {clashes} that RLDS export reserves")
@@ -188,6 +200,47 @@ def _step_features(card: OutputCard, image_formats: dict[str, str]) -> dict[str,
     if nullable:
         features[NULL_FLAGS] = {name: tfds.features.Scalar(dtype=np.bool_) for name in nullable}
     return features
+
+
+def _numeric_lists(card: OutputCard) -> list[str]:
+    """The columns that are (nested) variable-length lists of numbers."""
+    names = []
+    for f in card.arrow_schema():
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            shape, leaf = _list_shape(f.type)
+            if None in shape and (pa.types.is_boolean(leaf) or pa.types.is_integer(leaf) or pa.types.is_floating(leaf)):
+                names.append(f.name)
+    return names
+
+
+def _value_dims(array: pa.Array) -> tuple[int | None, ...]:
+    """Per list level of `array` (nulls dropped): its length when every value has the same one (not 0), else None."""
+    dims: list[int | None] = []
+    level = array.drop_null()
+    while pa.types.is_list(level.type) or pa.types.is_large_list(level.type) or pa.types.is_fixed_size_list(level.type):
+        if pa.types.is_fixed_size_list(level.type):
+            dims.append(level.type.list_size)
+        else:
+            lengths = pc.unique(pc.list_value_length(level)).to_pylist()
+            dims.append(lengths[0] if len(lengths) == 1 and lengths[0] else None)  # never a zero-size tensor
+        level = level.flatten()
+    return tuple(dims)
+
+
+def _list_shapes(card: OutputCard, shards: list[str]) -> dict[str, tuple[int | None, ...]]:
+    """Numeric list column → the shape all its values share over the whole output (None where a length varies,
+    or where no value says: an output with no rows keeps the variable form)."""
+    names = _numeric_lists(card)
+    seen: dict[str, tuple[int | None, ...]] = {}
+    for shard in shards if names else []:
+        table = _read_table(shard, columns=names)
+        for name in names:
+            if table.num_rows == 0 or table.column(name).null_count == table.num_rows:
+                continue
+            dims = _value_dims(table.column(name).combine_chunks())
+            before = seen.get(name, dims)
+            seen[name] = tuple(a if a == b else None for a, b in zip(before, dims))
+    return {name: dims for name, dims in seen.items() if dims}
 
 
 def _image_columns(card: OutputCard, shards: list[str]) -> dict[str, str]:
@@ -268,14 +321,15 @@ def _value(value: Any, feature: Any, column: str) -> Any:
 
 
 def _episodes(
-    card: OutputCard, shards: list[str], group: str, image_formats: dict[str, str], manifest: Manifest
+    card: OutputCard, shards: list[str], group: str, image_formats: dict[str, str],
+    shapes: dict[str, tuple[int | None, ...]], manifest: Manifest,
 ) -> Iterator[dict[str, Any]]:
     """RLDS episodes in order of first appearance over the shards (shard order = unit order)."""
     where: dict[Any, list[int]] = {}
     for i, shard in enumerate(shards):
         for value in dict.fromkeys(_read_table(shard, columns=[group]).column(0).to_pylist()):
             where.setdefault(value, []).append(i)
-    features = _step_features(card, image_formats)
+    features = _step_features(card, image_formats, shapes)
     columns = [c.name for c in card.columns]
     nullable = [c.name for c in card.columns if c.nullable]
     order = [(k, "ascending") for k in card.key if k != group]

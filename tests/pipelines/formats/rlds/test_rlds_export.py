@@ -138,3 +138,26 @@ def test_an_unfinished_output_is_refused(tmp_path):
 def test_a_folder_without_manifest_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         export_rlds(str(tmp_path), str(tmp_path / "rlds"))
+
+
+def test_lists_of_one_width_are_plain_tensors_a_trajectory_loader_reads_undecoded(tmp_path):
+    """decoders={"steps": SkipDecoding()} (dlimp, Octo, OpenVLA) gets a T×D float state, not a zlib blob."""
+    rows = [_gaze_row("e1", "wrist", f, crop=True) for f in range(3)]
+    steps = tfds.builder_from_directory(str(export_rlds(_write_output(tmp_path, "gaze", [rows]),
+                                                        str(tmp_path / "rlds")))).info.features["steps"]
+    assert steps["state"].shape == (2,) and steps["action"].shape == (7,)
+    assert steps["state"]._encoding == tfds.features.Encoding.NONE  # (TFDS keeps it private)
+    builder = tfds.builder_from_directory(str(tmp_path / "rlds" / "gaze_sample" / "1.1.0"))
+    (trajectory,) = builder.as_dataset(split="train", decoders={"steps": tfds.decode.SkipDecoding()}).take(1)
+    np.testing.assert_array_equal(trajectory["steps"]["state"].numpy(), np.array([[0.1, 0.2]] * 3, np.float32))
+    assert trajectory["steps"]["image"].dtype.name == "string"  # still encoded: the loader decodes it
+
+
+def test_lists_whose_length_varies_stay_zlib_tensors_and_empty_ones_stay_variable(tmp_path):
+    rows = [_la_row("ep-a", 0, quality=None), _la_row("ep-a", 1, quality=None)]  # T = 2, 3; D = 2; no keyframes
+    path = export_rlds(_write_output(tmp_path, "la", [rows]), str(tmp_path / "rlds"))
+    steps = tfds.builder_from_directory(str(path)).info.features["steps"]
+    assert steps["state"].shape == (None, 2) and steps["state"]._encoding == tfds.features.Encoding.ZLIB
+    assert steps["keyframes"].shape == (None,)
+    (episode,) = _episodes(path)
+    np.testing.assert_array_equal(list(episode["steps"])[1]["state"], [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
