@@ -79,10 +79,19 @@ def _episode_groups(card, table: pa.Table) -> dict[str, list[dict]]:
 
 
 def check_rlds_like_a_training_loader(target: Path, dest: Path, *, instruction: str = "instruction",
-                                      image: str | None = None, state: str = "state") -> None:
-    """Export `target` to RLDS and read it as Octo/OpenVLA-style loaders do: `builder.as_dataset`, a
-    trajectory-level map that decodes and keeps the keys training needs (language instruction, image,
-    state, episode id), then `flat_map` over `steps` into one stream of frames; every frame against the shards."""
+                                      image: str | None = None, state: str = "state",
+                                      fixed_state: bool = True) -> None:
+    """Export `target` to RLDS and read it with tf.data pipelines as training loaders do, every frame against
+    the shards:
+
+    1. RLDS as its tools read it: `builder.as_dataset`, then `flat_map(lambda ep: ep["steps"])` (TFDS decodes
+       images and every tensor);
+    2. as Octo/OpenVLA (dlimp's `from_rlds`) read it: `decoders={"steps": SkipDecoding()}`, so a trajectory is
+       a dict of stacked T×... tensors with images still encoded; a trajectory-level map decodes the images
+       (`tf.io.decode_image`), reads the language key and the state as a T×D float tensor, then `unbatch` gives
+       frames. A state whose width varies between steps (la: one T×D trajectory per segment) is a zlib blob
+       only TFDS decodes: `fixed_state=False` checks it is, and reads the rest.
+    """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -90,33 +99,43 @@ def check_rlds_like_a_training_loader(target: Path, dest: Path, *, instruction: 
 
     manifest = Manifest.load(str(target))
     card = load_output_card(manifest.pipeline)
-    path = export_rlds(str(target), str(dest))
-    builder = tfds.builder_from_directory(str(path))
-    episodes = builder.as_dataset(split="train", shuffle_files=False)
-
-    def restructure(episode):  # what a loader's per-trajectory transform reads out of one RLDS episode
-        steps = episode["steps"]
-        keys = {"language_instruction": steps[instruction], "state": steps[state],
-                "episode_id": tf.fill(tf.shape(steps["is_first"]), episode["episode_metadata"]["episode_id"]),
-                "is_first": steps["is_first"], "is_last": steps["is_last"]}
-        if image is not None:
-            keys["image"] = steps[image]
-        return tf.data.Dataset.from_tensor_slices(keys)
-
-    frames = episodes.flat_map(restructure).batch(4).unbatch().prefetch(tf.data.AUTOTUNE)
+    builder = tfds.builder_from_directory(str(export_rlds(str(target), str(dest))))
     expected = _episode_groups(card, shard_table(target))
-    got: dict[str, list[dict]] = {}
-    for frame in frames.as_numpy_iterator():  # flat_map keeps each trajectory's frames together, in order
-        got.setdefault(frame["episode_id"].decode(), []).append(frame)
+    group = "source_episode_id" if "source_episode_id" in card.arrow_schema().names else "episode_id"
     assert builder.info.splits["train"].num_examples == len(expected)
-    assert {e: len(f) for e, f in got.items()} == {e: len(r) for e, r in expected.items()}
-    assert sum(map(len, got.values())) == manifest.rows
-    for episode_id, rows in expected.items():
-        for t, (frame, row) in enumerate(zip(got[episode_id], rows)):
-            assert frame["language_instruction"].decode() == row[instruction]
-            assert (bool(frame["is_first"]), bool(frame["is_last"])) == (t == 0, t == len(rows) - 1)
-            np.testing.assert_array_equal(frame["state"], np.asarray(row[state], frame["state"].dtype))
-            if image is not None:
-                decoded = tf.io.decode_image(row[image], channels=3).numpy()  # the shard's bytes, decoded by TF
-                np.testing.assert_array_equal(frame["image"], decoded)
-                assert frame["image"].shape == (row["height"], row["width"], 3)
+    state_shape = builder.info.features["steps"][state].shape
+    assert (None not in state_shape) == fixed_state, state_shape
+
+    def frame_keys(steps, images_decoded: bool, with_state: bool) -> dict:
+        keys = {"language_instruction": steps[instruction], "episode": steps[group],
+                "is_first": steps["is_first"], "is_last": steps["is_last"]}
+        if with_state:
+            keys["state"] = tf.cast(steps[state], tf.float32)
+        if image is not None:
+            keys["image"] = steps[image] if images_decoded else tf.map_fn(
+                lambda b: tf.io.decode_image(b, channels=3, expand_animations=False), steps[image],
+                fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return keys
+
+    rlds_frames = builder.as_dataset(split="train", shuffle_files=False).flat_map(
+        lambda episode: episode["steps"].map(lambda step: frame_keys(step, True, True)))
+    trajectories = builder.as_dataset(split="train", shuffle_files=False,
+                                      decoders={"steps": tfds.decode.SkipDecoding()})
+    loader_frames = trajectories.map(lambda t: frame_keys(t["steps"], False, fixed_state),
+                                     num_parallel_calls=tf.data.AUTOTUNE).unbatch().prefetch(tf.data.AUTOTUNE)
+    for frames in (rlds_frames, loader_frames):
+        got: dict[str, list[dict]] = {}
+        for frame in frames.as_numpy_iterator():  # each trajectory's frames stay together, in order
+            got.setdefault(frame["episode"].decode(), []).append(frame)
+        assert {e: len(f) for e, f in got.items()} == {e: len(r) for e, r in expected.items()}
+        assert sum(map(len, got.values())) == manifest.rows
+        for episode_id, rows in expected.items():
+            for t, (frame, row) in enumerate(zip(got[episode_id], rows)):
+                assert frame["language_instruction"].decode() == row[instruction]
+                assert (bool(frame["is_first"]), bool(frame["is_last"])) == (t == 0, t == len(rows) - 1)
+                if "state" in frame:
+                    np.testing.assert_array_equal(frame["state"], np.asarray(row[state], np.float32))
+                if image is not None:
+                    decoded = tf.io.decode_image(row[image], channels=3).numpy()  # the shard's bytes, decoded by TF
+                    np.testing.assert_array_equal(frame["image"], decoded)
+                    assert frame["image"].shape == (row["height"], row["width"], 3)

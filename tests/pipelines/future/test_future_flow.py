@@ -28,6 +28,7 @@ from datasets_cards import list_sources, load_output_card, load_source_card
 from pipelines.flows.annotate import annotate
 from pipelines.formats import open_reader
 from pipelines.io.video import VideoEncoder
+from tests.pipelines.hub_checks import check_loads_with_datasets, check_rlds_like_a_training_loader
 
 pytestmark = pytest.mark.skipif("sample-droid" not in list_sources(), reason="needs the embedded sample")
 EPISODES, PER_UNIT = 3, 2
@@ -236,3 +237,13 @@ def test_view_plots_the_feature_norm_of_every_stored_frame(droid, tmp_path):
         if view == 0:
             assert logged[(f"/{camera}/token_norms", "Tensor")].frames == norm.frames
             assert logged[(f"/plot/foresight/{camera}", "Scalars")].frames == norm.frames
+
+
+def test_the_folder_loads_with_datasets_from_its_readme(droid, tmp_path):
+    _, target = droid
+    check_loads_with_datasets(target, tmp_path / "hf")
+
+
+def test_the_rlds_export_reads_like_a_training_loader(droid, tmp_path):
+    _, target = droid
+    check_rlds_like_a_training_loader(target, tmp_path / "rlds", instruction="instruction", state="state")

@@ -17,6 +17,7 @@ pytest.importorskip("tensorflow_datasets")
 from datasets_cards import load_output_card  # noqa: E402
 from datasets_cards.constants import PROJECT_ROOT  # noqa: E402
 from pipelines.flows.annotate import annotate  # noqa: E402
+from tests.pipelines.hub_checks import check_loads_with_datasets, check_rlds_like_a_training_loader  # noqa: E402
 
 SAMPLE_CARD = PROJECT_ROOT / "datasets_cards" / "sources" / "sample-bridge.yaml"
 
@@ -108,3 +109,14 @@ def test_view_draws_the_box_crop_window_and_crop_on_exactly_the_frames_with_a_bo
             np.testing.assert_allclose(box.columns["centers"][0], [[(x0 + x1) / 2, (y0 + y1) / 2]], atol=1e-3)
             np.testing.assert_allclose(box.columns["half_sizes"][0], [[(x1 - x0) / 2, (y1 - y0) / 2]], atol=1e-3)
             assert boxed[0]["target_phrase"] in box.columns["labels"][0][0]
+
+
+def test_the_folder_loads_with_datasets_images_and_crops_as_pil(run, tmp_path):
+    _, target = run
+    check_loads_with_datasets(target, tmp_path / "hf")
+
+
+def test_the_rlds_export_reads_like_a_training_loader(run, tmp_path):
+    _, target = run
+    check_rlds_like_a_training_loader(target, tmp_path / "rlds", instruction="instruction", image="image",
+                                      state="state")

@@ -31,6 +31,7 @@ from tests.pipelines.la.conftest import (
     write_synthetic_card,
 )
 from tests.pipelines.la.lerobot_checks import assert_lerobot_v30_holds, current_rows, video_frames
+from tests.pipelines.hub_checks import check_loads_with_datasets, check_rlds_like_a_training_loader
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +144,14 @@ def test_a_source_without_cameras_gets_review_tasks_with_state_plots_instead_of_
     card = (target / "card.md").read_text()
     assert "no cameras (a state-only recording)" in card and "state plot of each" in card and "instead of clips" in card
     assert "LA-V: none" in card
+
+
+def test_the_folder_loads_with_datasets_from_its_readme(run, tmp_path):
+    target, _ = run  # the LeRobot layouts' Parquet files and the quarantine lie beside the shards
+    check_loads_with_datasets(target, tmp_path / "hf")
+
+
+def test_the_rlds_export_reads_like_a_training_loader(run, tmp_path):
+    target, _ = run
+    check_rlds_like_a_training_loader(target, tmp_path / "rlds", instruction="instruction", state="state",
+                                      fixed_state=False)  # a segment's T×D state: a zlib blob TFDS decodes

@@ -19,6 +19,7 @@ from datasets_cards import load_output_card
 from datasets_cards.codecs import decode_image, rle_to_mask
 from pipelines.flows.annotate import annotate
 from pipelines.sample.ground_truth import load_ground_truth
+from tests.pipelines.hub_checks import check_loads_with_datasets, check_rlds_like_a_training_loader
 
 OPEN_FILTERS = {"max_mask_of_image": 1.0, "max_mask_of_proposal": 1.0, "min_mask_inside_proposal": 0.0,
                 "min_mask_pixels": 1, "box_threshold": 0.0, "text_threshold": 0.0}
@@ -139,3 +140,14 @@ def test_view_draws_masks_boxes_and_prompts_of_every_frame(run, tmp_path):
         points = logged[(f"{camera}/prompts/points", "Points2D")].columns["positions"][0]
         np.testing.assert_allclose(points, masked[0]["points"])
         assert len(logged[(f"{camera}/prompts/lines", "LineStrips2D")].columns["strips"][0]) == len(masked[0]["lines"])
+
+
+def test_the_folder_loads_with_datasets_images_as_pil_and_masks_as_rle_structs(run, tmp_path):
+    _, _, target, _ = run  # quarantine.parquet and the staged gripper track lie beside the shards
+    check_loads_with_datasets(target, tmp_path / "hf")
+
+
+def test_the_rlds_export_reads_like_a_training_loader(run, tmp_path):
+    _, _, target, _ = run
+    check_rlds_like_a_training_loader(target, tmp_path / "rlds", instruction="instruction", image="image",
+                                      state="state")
