@@ -301,10 +301,10 @@ def _null_value(feature: Any) -> Any:
 
 
 def _value(value: Any, feature: Any, column: str) -> Any:
+    if value is None:  # a null struct too (pixel's mask on a frame where the object is lost)
+        return _null_value(feature)
     if isinstance(feature, tfds.features.FeaturesDict):
         return {name: _value(value.get(name), f, f"{column}.{name}") for name, f in feature.items()}
-    if value is None:
-        return _null_value(feature)
     if isinstance(feature, (tfds.features.Image, tfds.features.Text, tfds.features.Sequence)) or not feature.shape:
         return value
     ndim = len(feature.shape)

@@ -161,3 +161,15 @@ def test_lists_whose_length_varies_stay_zlib_tensors_and_empty_ones_stay_variabl
     assert steps["keyframes"].shape == (None,)
     (episode,) = _episodes(path)
     np.testing.assert_array_equal(list(episode["steps"])[1]["state"], [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
+
+
+def test_a_null_struct_is_filled_and_flagged(tmp_path):
+    """pixel: the RLE mask is null where the object is lost, the gripper mask on every row but G."""
+    rle = {"size": [24, 32], "counts": "PPYo0"}
+    rows = [{"episode_id": "e", "camera": "c", "frame_index": f, "image": _jpeg(10), "width": 32, "height": 24,
+             "mask": rle if f == 0 else None, "gripper_mask": rle if f == 0 else None} for f in range(2)]
+    (episode,) = _episodes(export_rlds(_write_output(tmp_path, "pixel", [rows]), str(tmp_path / "rlds")))
+    first, lost = list(episode["steps"])
+    assert first["mask"]["counts"] == b"PPYo0" and list(first["mask"]["size"]) == [24, 32]
+    assert not first["is_null"]["mask"] and lost["is_null"]["mask"] and lost["is_null"]["gripper_mask"]
+    assert lost["mask"]["counts"] == b"" and len(lost["mask"]["size"]) == 0
