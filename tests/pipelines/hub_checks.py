@@ -3,8 +3,8 @@
 - `check_loads_with_datasets`: `datasets.load_dataset(folder)` with no data_files (README.md's YAML header),
   against the shards of the generation in force: the same rows in the same order, every column equal,
   images decoded to PIL images equal to the shards' bytes decoded, masks as datasets shows structs;
-- `check_rlds_like_a_training_loader`: the RLDS export read with a tf.data pipeline as Octo/OpenVLA-style
-  loaders write it (trajectory by trajectory, `steps` flattened into a stream of frames), against the shards.
+- `check_rlds_like_a_training_loader`: the RLDS export read with tf.data pipelines as RLDS tools and
+  Octo/OpenVLA-style loaders read it (`steps` flattened into a stream of frames), against the shards.
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def check_rlds_like_a_training_loader(target: Path, dest: Path, *, instruction: 
     1. RLDS as its tools read it: `builder.as_dataset`, then `flat_map(lambda ep: ep["steps"])` (TFDS decodes
        images and every tensor);
     2. as Octo/OpenVLA (dlimp's `from_rlds`) read it: `decoders={"steps": SkipDecoding()}`, so a trajectory is
-       a dict of stacked T×... tensors with images still encoded; a trajectory-level map decodes the images
-       (`tf.io.decode_image`), reads the language key and the state as a T×D float tensor, then `unbatch` gives
-       frames. A state whose width varies between steps (la: one T×D trajectory per segment) is a zlib blob
+       a dict of stacked T×... tensors with images still encoded; a trajectory-level map reads the language
+       key, the state as a T×D float tensor and the encoded images, `unbatch` gives frames, and a frame map
+       decodes the image (`tf.io.decode_image`). A state whose width varies between steps (la: one T×D trajectory per segment) is a zlib blob
        only TFDS decodes: `fixed_state=False` checks it is, and reads the rest.
     """
     import tensorflow as tf
@@ -106,23 +106,27 @@ def check_rlds_like_a_training_loader(target: Path, dest: Path, *, instruction: 
     state_shape = builder.info.features["steps"][state].shape
     assert (None not in state_shape) == fixed_state, state_shape
 
-    def frame_keys(steps, images_decoded: bool, with_state: bool) -> dict:
+    def frame_keys(steps, with_state: bool) -> dict:
         keys = {"language_instruction": steps[instruction], "episode": steps[group],
                 "is_first": steps["is_first"], "is_last": steps["is_last"]}
         if with_state:
             keys["state"] = tf.cast(steps[state], tf.float32)
         if image is not None:
-            keys["image"] = steps[image] if images_decoded else tf.map_fn(
-                lambda b: tf.io.decode_image(b, channels=3, expand_animations=False), steps[image],
-                fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+            keys["image"] = steps[image]  # decoded by TFDS, or still encoded (SkipDecoding)
         return keys
 
+    def decode_frame(frame):  # the loader's frame map: cameras of one episode may differ in size
+        return {**frame, "image": tf.io.decode_image(frame["image"], channels=3, expand_animations=False)}
+
     rlds_frames = builder.as_dataset(split="train", shuffle_files=False).flat_map(
-        lambda episode: episode["steps"].map(lambda step: frame_keys(step, True, True)))
+        lambda episode: episode["steps"].map(lambda step: frame_keys(step, True)))
     trajectories = builder.as_dataset(split="train", shuffle_files=False,
                                       decoders={"steps": tfds.decode.SkipDecoding()})
-    loader_frames = trajectories.map(lambda t: frame_keys(t["steps"], False, fixed_state),
-                                     num_parallel_calls=tf.data.AUTOTUNE).unbatch().prefetch(tf.data.AUTOTUNE)
+    loader_frames = trajectories.map(lambda t: frame_keys(t["steps"], fixed_state),
+                                     num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if image is not None:
+        loader_frames = loader_frames.map(decode_frame, num_parallel_calls=tf.data.AUTOTUNE)
+    loader_frames = loader_frames.prefetch(tf.data.AUTOTUNE)
     for frames in (rlds_frames, loader_frames):
         got: dict[str, list[dict]] = {}
         for frame in frames.as_numpy_iterator():  # each trajectory's frames stay together, in order

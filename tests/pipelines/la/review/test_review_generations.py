@@ -65,3 +65,20 @@ def test_publish_exports_the_generation_in_force(la_run):
     apply_verdicts(str(la_run.out_dir), verdicts(la_run))
     assert publish(str(la_run.out_dir))["episodes"] == 6
     assert "Human verification" in (la_run.out_dir / "card.md").read_text()
+
+
+def test_the_hub_readme_names_the_generation_in_force(la_run, tmp_path):
+    """README.md follows the review: `load_dataset(folder)` reads the verified rows, never the candidates."""
+    import yaml
+
+    from tests.pipelines.hub_checks import check_loads_with_datasets
+
+    apply_verdicts(str(la_run.out_dir), verdicts(la_run, quality=0.0))
+    publish(str(la_run.out_dir))
+    apply_verdicts(str(la_run.out_dir), verdicts(la_run))
+    publish(str(la_run.out_dir))
+    meta = yaml.safe_load((la_run.out_dir / "README.md").read_text().split("---\n")[1])
+    generation = Manifest.load(str(la_run.out_dir)).generation
+    assert generation == 2
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": [f"verified/{generation:04d}/shard-*.parquet"]}]
+    check_loads_with_datasets(la_run.out_dir, tmp_path / "hf")  # the 6 kept rows, candidates beside them
