@@ -75,6 +75,7 @@ from datasets_cards.manifest import (
 from pipelines.artifact_images import inline_images
 from pipelines.base import Pipeline, Stage, declared_config, merge_stats, pipelines_built, worker_pipeline
 from pipelines.card import write_cards
+from pipelines.hub_card import write_hub_readme
 from pipelines.flows.arguments import (
     check_card_secrets,
     check_options,
@@ -827,6 +828,9 @@ def annotate(
     todo = [u for u in units if u.key not in done]
     if manifest.verified is not None and not todo:
         logger.info(f"{target} is reviewed (generation {manifest.generation}) and complete: nothing to do")
+        card_md = read_text(f"{target}/{CARD_FILE}")
+        if card_md is not None:  # README.md from the card the review wrote (an output older than README.md has none)
+            write_hub_readme(target, pipe.output, manifest, card, card_md)
         logger.info(f"output: {absolute(target)}; card: {absolute(target)}/{CARD_FILE}")
         return manifest
     _remove_stale_temp_files(target)

@@ -155,3 +155,27 @@ def test_the_rlds_export_reads_like_a_training_loader(run, tmp_path):
     target, _ = run
     check_rlds_like_a_training_loader(target, tmp_path / "rlds", instruction="instruction", state="state",
                                       fixed_state=False)  # a segment's T×D state: a zlib blob TFDS decodes
+
+
+def test_a_rerun_of_a_reviewed_output_writes_its_hub_readme_for_the_verified_generation(run, tmp_path):
+    """Nothing to annotate, yet README.md is written (an output older than README.md gets one)."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipelines.la.review.apply import VERDICT_SCHEMA, apply_verdicts, publish
+
+    target, manifest = run
+    out = tmp_path / "la" / SYNTHETIC_SOURCE
+    shutil.copytree(target, out)
+    verdicts = [dict(zip(VERDICT_SCHEMA.names, (e, i, 3.0, 2.0, 1, None, None, None, None)))
+                for s in manifest.shards for e in s.episodes for i in range(8)]
+    apply_verdicts(str(out), pa.Table.from_pylist(verdicts, schema=VERDICT_SCHEMA))
+    publish(str(out))
+    (out / "README.md").unlink()
+    card = write_synthetic_card(tmp_path)
+    with synthetic_format():
+        again = flow_module.annotate(source=card, pipeline="la", out=str(tmp_path), episodes_per_shard=2,
+                                     options={"lav": True, "plots": 2, "review": False})
+    assert again.generation == 1 and "verified/0001/shard-*.parquet" in (out / "README.md").read_text()
+    check_loads_with_datasets(out, tmp_path / "hf")
