@@ -75,7 +75,6 @@ from datasets_cards.manifest import (
 from pipelines.artifact_images import inline_images
 from pipelines.base import Pipeline, Stage, declared_config, merge_stats, pipelines_built, worker_pipeline
 from pipelines.card import write_cards
-from pipelines.hub_card import write_hub_readme
 from pipelines.flows.arguments import (
     check_card_secrets,
     check_options,
@@ -87,6 +86,7 @@ from pipelines.flows.hints import flag
 from pipelines.flows.sources import check_source_reachable
 from pipelines.formats import check_unique_episode_ids, open_reader
 from pipelines.gripper_survey import survey_gripper
+from pipelines.hub_card import write_hub_readme
 from pipelines.io import ShardWriter, read_text, write_bytes_atomic, write_text_atomic
 from pipelines.io.lease import LEASE_FILE, OutputLease
 from pipelines.io.location import absolute
