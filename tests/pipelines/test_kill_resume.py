@@ -69,15 +69,23 @@ def rows(out: Path) -> list[tuple]:
 @pytest.mark.skipif(f"{SOURCE}" not in list_sources(), reason="needs the embedded sample (sample-droid)")
 def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(prefect_api, tmp_path):
     env = {**os.environ, **prefect_api}
-    subprocess.run(command(tmp_path / "reference"), env=env, check=True, capture_output=True, timeout=600)
+    # The uninterrupted reference runs beside the killed runs (its own folder; the second core is idle otherwise).
+    log = tmp_path / "reference.log"
+    with open(log, "wb") as stderr:
+        reference = subprocess.Popen(command(tmp_path / "reference"), env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        out = tmp_path / "killed"
+        rng = random.Random(0)
+        # Before the first shard (start-up or the first unit), then after 2 and 5 shards, each mid-unit.
+        kills = [kill_after_shards(out, env, shards, rng.uniform(0.0, 0.5)) for shards in (0, 2, 5)]
+        assert all(kills), f"a run finished before it could be killed ({kills}); the test proves nothing"
+        assert reference.wait(600) == 0, log.read_text()[-4000:]
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait(30)
     expected = rows(tmp_path / "reference")
     assert len(expected) > EPISODES  # several segments per episode
-
-    out = tmp_path / "killed"
-    rng = random.Random(0)
-    # Before the first shard (start-up or the first unit), then after 2 and 5 shards, each mid-unit.
-    kills = [kill_after_shards(out, env, shards, rng.uniform(0.0, 0.5)) for shards in (0, 2, 5)]
-    assert all(kills), f"a run finished before it could be killed ({kills}); the test proves nothing"
     assert shards_written(out) < EPISODES
     subprocess.run(command(out), env=env, check=True, capture_output=True, timeout=600)
     assert rows(out) == expected
