@@ -30,6 +30,12 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+import multiprocessing  # noqa: E402
+
+# Loader workers in tests start through the forkserver (fork is unsafe once TensorFlow or Prefect threads run). The
+# server imports torch and the trainer once, here thread-free; each worker forked from it skips that (~3 s a worker).
+multiprocessing.set_forkserver_preload(["__main__", "trainer.data"])
+
 import pytest  # noqa: E402
 
 
