@@ -74,9 +74,11 @@ def test_deployment_runs_by_a_process_worker(prefect_api, tmp_path):
     no_runner = _run(env, "annotate/la-sample-droid", f"out={out}", f"task_runner={runner}")
 
     log = open(tmp_path / "worker.log", "wb")
+    # The worker asks for the next run every second, not every 10 s: it serves the three one after another.
     worker = subprocess.Popen(
         [str(VENV_BIN / "prefect"), "worker", "start", "--pool", "robot-annotate", "--limit", "1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def state(run_id: str) -> dict:
