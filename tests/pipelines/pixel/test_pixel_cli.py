@@ -1,5 +1,6 @@
 """`python -m pipelines annotate sample-fractal --pipeline pixel` as a user types it: with weights (tiny, on disk)
-it writes shards, manifest, card and montage; without them it ends in one message naming every model."""
+it writes shards, manifest, card and montage; without them it ends in one message naming every model (under
+Prefect's temporary server, as `make annotate` runs it)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,21 @@ pytest.importorskip("tensorflow_datasets")
 
 
 def run_cli(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
-    """The command in its own process, as typed (model loading writes progress bars to the real stderr)."""
+    """The command in its own process, as typed (model loading writes progress bars to the real stderr); with no
+    PREFECT_API_URL in `env` it starts Prefect's temporary server (≈12 s here)."""
     environment = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), **env}
     return subprocess.run([sys.executable, "-m", "pipelines", *args], check=False, capture_output=True, text=True,
                           env=environment,
                           timeout=600)
 
 
-def test_with_weights_on_disk_the_command_writes_the_whole_output(tmp_path, tiny_grounding_dino_path, tiny_sam2_path):
+def test_with_weights_on_disk_the_command_writes_the_whole_output(tmp_path, tiny_grounding_dino_path, tiny_sam2_path,
+                                                                   prefect_api):
     args = ["annotate", "sample-fractal", "--pipeline", "pixel", "--out", str(tmp_path), "--limit", "3",
             "-o", f"detector_model={tiny_grounding_dino_path}", "-o", f"sam_model={tiny_sam2_path}",
             "-o", "device=cpu", "-o", "box_threshold=0", "-o", "text_threshold=0",
             "-o", "max_mask_of_image=1", "-o", "max_mask_of_proposal=1", "-o", "min_mask_inside_proposal=0"]
-    result = run_cli(args, tmp_path)
+    result = run_cli(args, tmp_path, **prefect_api)  # the session's server: the temporary one is tested below
     assert result.returncode == 0, result.stdout + result.stderr
     target = tmp_path / "pixel" / "sample-fractal"
     manifest = json.loads((target / "manifest.json").read_text())
