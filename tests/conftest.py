@@ -66,3 +66,14 @@ def thread_keeps_its_scheduling_policy():
     if after != before:
         os.sched_setscheduler(0, *before)
         pytest.fail(f"the test changed the main thread's scheduling from {before} to {after}")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """A real Prefect server for the whole session: env vars to point subprocesses at it. One for the pipelines
+    and object-store tests (a SIGKILLed run must not take its API down with it); each start costs 10-20 s."""
+    from tests.servers.prefect_server import prefect_server
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    with prefect_server(home) as env:
+        yield env

@@ -38,12 +38,3 @@ def s3_env(tmp_path_factory) -> dict[str, str]:
 def s3_prefix(s3_env) -> str:
     """A fresh s3:// folder on the test server."""
     return f"s3://{BUCKET}/{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="session")
-def prefect_api_s3(tmp_path_factory, s3_env) -> dict[str, str]:
-    """A real Prefect server for annotate subprocesses (a SIGKILLed run must not take its API down with it)."""
-    from tests.servers.prefect_server import prefect_server
-
-    with prefect_server(tmp_path_factory.mktemp("prefect-server-s3")) as env:
-        yield env

@@ -55,9 +55,9 @@ def rows(out: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def env(prefect_api_s3, s3_env, tmp_path_factory) -> dict:
+def env(prefect_api, s3_env, tmp_path_factory) -> dict:
     """Runs start in a temp folder (a remote OUT's run log goes to ./logs/), importing this checkout's code."""
-    return {**os.environ, **s3_env, **prefect_api_s3, "PYTHONPATH": str(ROOT),
+    return {**os.environ, **s3_env, **prefect_api, "PYTHONPATH": str(ROOT),
             "RUN_CWD": str(tmp_path_factory.mktemp("cwd"))}
 
 
