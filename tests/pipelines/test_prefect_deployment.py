@@ -112,7 +112,9 @@ def test_deployment_runs_by_a_process_worker(prefect_api, tmp_path):
     assert any(re.match(r"shard shards/shard-0000\d\.parquet: unit [12] of 2 \[\d:\d\], \d+ rows in", m) for m in lines)
     ours = [m for m in lines if not m.startswith("Finished in state")]  # Prefect's own last words
     assert ours[-1] == f"output: {target}; card: {target}/card.md", ours[-5:]
-    [artifact] = _post(api, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [child["id"]]}}})
+    artifacts = _post(api, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [child["id"]]}}})
+    assert sorted(a["type"] for a in artifacts) == ["markdown", "progress"]  # the card and the unit progress
+    [artifact] = [a for a in artifacts if a["type"] == "markdown"]
     assert "](data:image/png;base64," in artifact["data"] or "](data:image/jpeg;base64," in artifact["data"]
 
     # DROID unreachable: one line naming the parameter and the sample deployment, before TensorFlow loads.

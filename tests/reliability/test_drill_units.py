@@ -71,7 +71,7 @@ def test_a_damaged_tfrecord_costs_only_the_episodes_it_touches(tmp_path, monkeyp
                "-o", "plots=0", "-o", "review=false", "--retries", "0"]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output  # every unit done: the lost episodes are the source's fault
-    assert result.output.strip().splitlines()[-1].endswith("3 quarantined → outputs/la/droid/card.md")
+    assert re.search(r", 3 quarantined, (\d+ min )?\d+ s → outputs/la/droid/card\.md$", result.output.strip().splitlines()[-1])
     target = tmp_path / "outputs" / "la" / "droid"
     manifest = Manifest.load(str(target))
     assert manifest.complete and len(manifest.shards) == 2 and manifest.quarantined == 3

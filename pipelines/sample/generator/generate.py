@@ -49,7 +49,7 @@ class SampleConfig:
         return {s: SchemaRender(int(round(BASE_FPS / SCHEMA_FPS[s])), tuple(self.image_sizes[s])) for s in self.schemas}
 
 
-_SCENE = None  # one pybullet world per worker process
+_SCENE = None  # one pybullet world per pool worker process
 
 
 def _simulate(args: tuple[int, SampleConfig]) -> SimEpisode:
@@ -65,11 +65,18 @@ def _simulate(args: tuple[int, SampleConfig]) -> SimEpisode:
 def simulate_all(config: SampleConfig, progress=None) -> Iterator[SimEpisode]:
     """Episodes 0..n-1 in order, simulated by `config.workers` processes (1 = in this process)."""
     jobs = [(i, config) for i in range(config.episodes)]
-    if config.workers <= 1:
-        for job in jobs:
-            yield _simulate(job)
-            if progress:
-                progress()
+    if config.workers <= 1:  # in this process: its world is closed after, so the next Scene here gets client 0
+        from pipelines.sample.generator.scene import Scene
+
+        scene = Scene()
+        try:
+            for index, _ in jobs:
+                yield simulate_episode(scene, index, config.seed, config.renders(), base_fps=BASE_FPS,
+                                       jpeg_quality=config.jpeg_quality)
+                if progress:
+                    progress()
+        finally:
+            scene.close()
         return
     # spawn: the parent may have imported TensorFlow, which does not survive fork
     with mp.get_context("spawn").Pool(min(config.workers, config.episodes)) as pool:

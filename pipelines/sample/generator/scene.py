@@ -100,6 +100,10 @@ class Scene:
 
     def __init__(self) -> None:
         self.client = p.connect(p.DIRECT)
+        if self.client != 0:  # the generator's pybullet calls name no client: they all go to client 0
+            p.disconnect(self.client)
+            raise RuntimeError("another pybullet world is open in this process: close it (Scene.close) before "
+                               "building a Scene")
         self._tmp = tempfile.TemporaryDirectory(prefix="sample-scene-")
         # One large table top fills every view: big faces and a floor cost the software
         # renderer more than the whole robot, so the scene is the table and what is on it.

@@ -83,6 +83,13 @@ def test_first_close_is_where_the_closure_passes_half_way_and_the_object_is_then
     assert any(held) and held.index(True) > first
 
 
+def test_a_second_world_in_one_process_is_refused_not_silently_mixed_into_the_first(scene):
+    from pipelines.sample.generator.scene import Scene
+
+    with pytest.raises(RuntimeError, match="another pybullet world is open"):
+        Scene()
+
+
 def test_views_have_a_visible_gripper_in_the_wrist_camera(tiny_episode):
     views = tiny_episode.schemas["droid"].views["wrist_left"]
     assert sum(v.gripper_box is not None for v in views) > 0.9 * len(views)
