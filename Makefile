@@ -14,6 +14,7 @@ LEROBOT_VENV := .venv-lerobot
 LEROBOT_STAMP := $(LEROBOT_VENV)/.install-stamp
 LEROBOT_VERSION ?= 0.4.4
 
+CHROMIUM ?= $(shell command -v chromium)
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.install-stamp
 LS_VERSION ?= 1.23.2
@@ -42,7 +43,7 @@ prefect-server deploy worker: export PREFECT_API_URL := $(PREFECT_API_URL)
 prefect-server: export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: help install labelstudio-venv lerobot-venv conformance test annotate review labelstudio prefect-server deploy worker \
+.PHONY: help install labelstudio-venv lerobot-venv conformance browser-test test annotate review labelstudio prefect-server deploy worker \
         sample-data bench bench-gpu train clean
 
 help:  ## list the targets
@@ -74,6 +75,11 @@ lerobot-venv: $(LEROBOT_STAMP)  ## install LeRobot in its own virtualenv (its ow
 
 conformance: install lerobot-venv  ## LeRobot itself loads la's LeRobot folders (v3.0, and v2.1 through its converter)
 	LEROBOT_PYTHON=$(CURDIR)/$(LEROBOT_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider tests/conformance
+
+browser-test: install labelstudio-venv  ## the verification page in headless chromium (Playwright; apt-get install chromium): about 1 min
+	@test -n "$(CHROMIUM)" || { echo "browser-test drives Debian's chromium: apt-get install chromium (or set CHROMIUM=/path)" >&2; exit 1; }
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[browser]"
+	CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest -q -p no:cacheprovider -rs tests/browser
 
 annotate: install  ## annotate DATASET [PIPELINE=gaze|pixel|future|la] [OUT=outputs] [LIMIT=n] [LOCATION=path]
 	$(PY) -m pipelines annotate $(DATASET) --out $(OUT) \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="robot-annotate-tests-"))
@@ -77,3 +78,28 @@ def prefect_api(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-server")
     with prefect_server(home) as env:
         yield env
+
+
+@dataclass(frozen=True)
+class LabelStudio:
+    url: str
+    token: str
+    document_root: Path  # media must lie below it
+    username: str  # the first user, for tests that log in through the web page
+    password: str
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server from .venv-labelstudio, once per session (first start migrates): the review
+    tests and the browser test share it."""
+    from pipelines.labelstudio.server import DEFAULT_VENV, LabelStudioServer
+
+    if not (DEFAULT_VENV / "bin" / "label-studio").exists():
+        pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run `make labelstudio-venv`")
+    root = tmp_path_factory.mktemp("label-studio")
+    documents = root / "documents"
+    documents.mkdir()
+    server = LabelStudioServer(data_dir=root / "data", document_root=documents, token=f"test-{os.getpid()}")
+    with server:
+        yield LabelStudio(server.url, server.token, documents, server.username, server.password)

@@ -213,6 +213,9 @@ class LaPipeline(Pipeline):
             cameras = push.review_cameras(self.source)
             if cameras:
                 made["review_clips"] = push.write_episode_clips(out_dir, episode, rows, cameras, frames)
+                made["review_plots"] = push.write_episode_keyframe_plot(out_dir, episode, rows,
+                                                                        self.pose(episode.arm_state),
+                                                                        self.params.keyframes)
             else:  # nothing to watch: verifiers judge each segment from its pose and gripper traces
                 made["review_plots"] = push.write_episode_state_plots(out_dir, episode, rows,
                                                                       self.pose(episode.arm_state))

@@ -46,9 +46,12 @@ def server_env(
         # Clips are served from disk at /data/local-files/?d=<path relative to the document root>.
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
-        # Offline-friendly: no PyPI version check, no analytics.
+        # Offline-friendly: no PyPI version check, no analytics, and no error reporter (the open-source
+        # settings default both DSNs to Sentry's servers; an empty one turns the reporter off, server and page).
         "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
         "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+        "LABEL_STUDIO_SENTRY_DSN": "",
+        "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
     }
 
 

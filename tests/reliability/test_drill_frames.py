@@ -207,8 +207,8 @@ def test_la_quarantines_episodes_whose_clip_frames_are_bad_and_the_printed_revie
                str(PER_SHARD), "-o", "lav=true", "-o", "plots=0", "--retries", "0"]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1].endswith(f"{len(FRAME_FAULTS)} quarantined → "
-                                                            "outputs/la/droid/card.md")
+    assert re.search(rf", {len(FRAME_FAULTS)} quarantined, (\d+ min )?\d+ s → outputs/la/droid/card\.md$",
+                     result.output.strip().splitlines()[-1])
     target = tmp_path / "outputs" / "la" / "droid"
     manifest = Manifest.load(str(target))
     assert manifest.complete and manifest.quarantined == len(FRAME_FAULTS)
@@ -216,9 +216,11 @@ def test_la_quarantines_episodes_whose_clip_frames_are_bad_and_the_printed_revie
     assert_quarantined_for_frames(target, ids, "exterior_1_left", "artifacts")
     rows = shard_rows(target, manifest)
     assert {r["source_episode_id"] for r in rows} == {ids[i] for i in GOOD}
-    clips = sorted(p.name for p in (target / REVIEW_DIR / "media").iterdir())  # only the kept episodes' clips
-    assert len(clips) == 2 * len(rows) and all(c.startswith(("_synthetic_droid_success_episode_000000",
-                                                             "_synthetic_droid_success_episode_000005")) for c in clips)
+    media = sorted(p.name for p in (target / REVIEW_DIR / "media").iterdir())  # only the kept episodes' media
+    clips = [m for m in media if m.endswith(".mp4")]
+    assert len(clips) == 2 * len(rows) and len(media) == len(clips) + len(GOOD)  # + one keyframe plot an episode
+    assert all(m.startswith(("_synthetic_droid_success_episode_000000", "_synthetic_droid_success_episode_000005"))
+               for m in media)
     assert manifest.stats["lerobot"]["lav_episodes"] == len(rows) and manifest.stats["lerobot"]["lav_missing"] == 0
     printed = re.search(r"run `([^`]+)`", manifest.stats["review"])
     assert "Label Studio push failed" in manifest.stats["review"] and printed, manifest.stats["review"]

@@ -69,15 +69,29 @@ def result_to_values(result: list[dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
+def source_frames(values: dict[str, Any], clip_start: int | None) -> dict[str, Any]:
+    """The boundary controls of a task with a clip count the player's frames (first, last; from 1) of a clip
+    starting at source frame `clip_start`: back to the source episode's [start, end). A task without a clip
+    (a state plot, or a project pushed before clips had context) holds source frames already."""
+    if clip_start is None:
+        return values
+    converted = dict(values)
+    if labeling.START in values:
+        converted[labeling.START] = int(clip_start) + values[labeling.START] - 1
+    if labeling.END in values:
+        converted[labeling.END] = int(clip_start) + values[labeling.END]
+    return converted
+
+
 def export_to_judgements(export: list[dict[str, Any]]) -> list[Judgement]:
-    """Submitted (not skipped) annotations that carry a quality score."""
+    """Submitted (not skipped) annotations that carry a quality score, boundaries in source frames."""
     judgements = []
     for task in export:
         data = task.get("data", {})
         for annotation in task.get("annotations", []):
             if annotation.get("was_cancelled"):
                 continue
-            values = result_to_values(annotation.get("result", []))
+            values = source_frames(result_to_values(annotation.get("result", [])), data.get("clip_start"))
             if labeling.QUALITY not in values:
                 continue
             judgements.append(

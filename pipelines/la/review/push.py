@@ -3,8 +3,10 @@
 Phases:
 0. clips    (inside each annotate unit, while the episode's frames are in memory)
             one MP4 per segment and review camera (exterior view, plus the wrist
-            view when the card has one) into OUT/la/<source>/review/media/; a source
-            without cameras gets one state plot PNG per segment in review/plots/ instead;
+            view when the card has one), with 1 s of outlined context either side,
+            and the episode's keyframe plot, into OUT/la/<source>/review/media/; a
+            source without cameras gets one state plot PNG per segment in
+            review/plots/ instead;
 1. collect  read the candidate rows of the manifest's shards;
 2. match    find each candidate's clips or plot (a candidate without them gets no task,
             and is reported);
@@ -37,7 +39,9 @@ from datasets_cards.constants import REVIEW_DIR
 from datasets_cards.manifest import Manifest
 from pipelines.base import checked_frames
 from pipelines.io import write_text_atomic
-from pipelines.la.plots import write_segment_plot
+from annotators.keyframes import episode_to_keyframes
+from datasets_cards.params.la import KeyframeParams
+from pipelines.la.plots import write_episode_plot, write_segment_plot
 from pipelines.la.review import labeling
 from pipelines.labelstudio.client import (
     URL_ENV,
@@ -49,7 +53,7 @@ from pipelines.labelstudio.clips import write_clip
 
 MEDIA_DIR = "media"
 PLOTS_DIR = "plots"  # review/plots/: the state plots of a source without cameras (media/ holds only clips)
-PLOT_CONTEXT_S = 1.0  # seconds of state drawn either side of a segment: its boundaries show against what surrounds them
+CONTEXT_S = 1.0  # seconds shown either side of a segment (clip or state plot): its boundaries show against what surrounds them
 TASKS_FILE = "tasks.json"
 PROJECT_FILE = "project.json"  # where the run's project lives: lets pull find it after the manifest changes
 LABEL_CONFIG_FILE = "label_config.xml"
@@ -136,8 +140,18 @@ def _file_stem(key: str) -> str:
     return key.replace("/", "_").replace("#", "__")
 
 
-def clip_path(media_dir: str, key: str, camera: str) -> str:
-    return f"{media_dir}/{_file_stem(key)}.{camera}.mp4"
+def clip_start(start: int, fps: float) -> int:
+    """The source frame a segment's clip starts at: CONTEXT_S before the segment, or the episode's start."""
+    return max(0, int(start) - round(CONTEXT_S * fps))
+
+
+def clip_path(media_dir: str, key: str, camera: str, first: int) -> str:
+    """The clip of segment `key` from source frame `first` (in the name: a clip cut another way is another file)."""
+    return f"{media_dir}/{_file_stem(key)}.{camera}.from{first}.mp4"
+
+
+def keyframe_plot_path(media_dir: str, episode_id: str) -> str:
+    return f"{media_dir}/{_file_stem(episode_id)}.keyframes.png"
 
 
 def plot_path(plots_dir: str, key: str) -> str:
@@ -149,17 +163,22 @@ def media_folder(out_dir: str, cameras: list[str]) -> str:
     return f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR if cameras else PLOTS_DIR}"
 
 
-def segment_media(out_dir: str, key: str, cameras: list[str]) -> dict[str, str]:
-    """The files one task shows, by labeling object name: a clip per camera, or the state plot without cameras."""
+def segment_media(out_dir: str, row: dict[str, Any], cameras: list[str]) -> dict[str, str]:
+    """The files one task shows, by labeling object name: a clip per camera and the episode's keyframe plot,
+    or the state plot without cameras."""
     folder = media_folder(out_dir, cameras)
+    key = task_key(row["source_episode_id"], row["segment_index"])
     if not cameras:
         return {labeling.STATE_PLOT: plot_path(folder, key)}
-    return {c: clip_path(folder, key, c) for c in cameras}
+    first = clip_start(row["start"], row["fps"])
+    return {**{c: clip_path(folder, key, c, first) for c in cameras},
+            labeling.KEYFRAME_PLOT: keyframe_plot_path(folder, row["source_episode_id"])}
 
 
 def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any]], cameras: list[str],
                         frames: dict[str, np.ndarray] | None = None) -> int:
-    """Cut the clip of every segment of `episode` for each review camera (inside its annotate unit).
+    """Cut the clip of every segment of `episode` for each review camera (inside its annotate unit): the
+    segment and CONTEXT_S either side, the context frames outlined.
 
     `frames`: the cameras' frames, decoded and checked by the caller (`pipelines.base.checked_frames`);
     without them a camera is decoded and checked on its first missing clip (FrameDecodeError naming the
@@ -168,17 +187,41 @@ def write_episode_clips(out_dir: str, episode: Episode, rows: list[dict[str, Any
     media_dir = f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}"
     fs, _ = fsspec.core.url_to_fs(media_dir)
     frames = dict(frames or {})
+    context = round(CONTEXT_S * episode.fps)
     written = 0
     for row in rows:
         key = task_key(row["source_episode_id"], row["segment_index"])
+        start, end = int(row["start"]), int(row["end"])
+        first = clip_start(start, episode.fps)
         for camera in cameras:
-            path = clip_path(media_dir, key, camera)
+            path = clip_path(media_dir, key, camera, first)
             if not fs.exists(path):
                 if camera not in frames:  # decoded once per episode and camera
                     frames[camera] = checked_frames(episode, camera)
-                write_clip(frames[camera][row["start"]: row["end"]], episode.fps, path)
+                write_clip(frames[camera][first: end + context], episode.fps, path, (start - first, end - first))
                 written += 1
     return written
+
+
+def write_episode_keyframe_plot(out_dir: str, episode: Episode, rows: list[dict[str, Any]], pose: np.ndarray,
+                                params: KeyframeParams) -> int:
+    """The episode's keyframe plot beside its review clips, its segments numbered as the tasks' summaries
+    name them (inside the annotate unit). `pose`: the canonical pose the keyframes were found on.
+    Returns 1 when written now, 0 when a resumed unit finds it there."""
+    path = keyframe_plot_path(f"{out_dir}/{REVIEW_DIR}/{MEDIA_DIR}", episode.episode_id)
+    fs, _ = fsspec.core.url_to_fs(path)
+    if fs.exists(path):
+        return 0
+    gripper = np.asarray(episode.gripper, dtype=np.float64)
+    keyframes = episode_to_keyframes(pose, gripper, episode.fps, params)
+    segments = [(int(r["start"]), int(r["end"]), segment_label(r)) for r in sorted(rows, key=lambda r: r["start"])]
+    write_episode_plot(path, episode.episode_id, pose, gripper, episode.fps, params, keyframes, segments)
+    return 1
+
+
+def segment_label(row: dict[str, Any]) -> str:
+    """How the keyframe plot and the task name a segment: '#index subaction'."""
+    return f"#{int(row['segment_index'])} {row['subaction']}"
 
 
 def write_episode_state_plots(out_dir: str, episode: Episode, rows: list[dict[str, Any]], pose: np.ndarray) -> int:
@@ -189,7 +232,7 @@ def write_episode_state_plots(out_dir: str, episode: Episode, rows: list[dict[st
     """
     folder = media_folder(out_dir, [])
     fs, _ = fsspec.core.url_to_fs(folder)
-    context = round(PLOT_CONTEXT_S * episode.fps)
+    context = round(CONTEXT_S * episode.fps)
     gripper = np.asarray(episode.gripper, dtype=np.float64)
     written = 0
     for row in rows:
@@ -212,7 +255,7 @@ def find_segment_media(
     missing: dict[str, None] = {}
     for row in rows:
         key = task_key(row["source_episode_id"], row["segment_index"])
-        paths = segment_media(out_dir, key, cameras)
+        paths = segment_media(out_dir, row, cameras)
         if all(fs.exists(p) for p in paths.values()):
             media[key] = paths
         else:
@@ -247,6 +290,7 @@ def build_tasks(
             continue
         needs_review_first = not row["agreement"]
         no_clip = labeling.STATE_PLOT in media[key]
+        first = None if no_clip else clip_start(row["start"], row["fps"])
         data = {
             "key": key,
             "source_episode_id": row["source_episode_id"],
@@ -259,30 +303,46 @@ def build_tasks(
             "fps": float(row["fps"]),
             "agreement": bool(row["agreement"]),
             "priority": int(needs_review_first),  # 1 = the kinematic cross-check disagrees: review first
-            "summary": (
-                f"{key}: proposed '{row['subaction']}' on frames [{row['start']}, {row['end']})"
-                + ("  (segmenters disagree)" if needs_review_first else "")
-                + (f"  {labeling.NO_CAMERAS_NOTE}" if no_clip else "")
-            ),
+            "clip_start": first,  # source frame of the clip's frame 1: the boundary controls count from there
+            "segment_label": segment_label(row),
+            "summary": _summary(key, row, first) + ("  (segmenters disagree)" if needs_review_first else ""),
             **{labeling.media_key(name): media_url(path, document_root) for name, path in media[key].items()},
         }
-        tasks.append({"data": data, "predictions": [prediction(row, next(iter(media[key])))]})
+        tasks.append({"data": data, "predictions": [prediction(row, next(iter(media[key])), first)]})
     return sorted(tasks, key=lambda t: (-t["data"]["priority"], t["data"]["source_episode_id"],
                                         t["data"]["segment_index"]))
 
 
-def prediction(row: dict[str, Any], to_name: str) -> dict[str, Any]:
-    """The proposal as a Label Studio prediction: it prefills the editable controls."""
+def _summary(key: str, row: dict[str, Any], first: int | None) -> str:
+    proposed = f"{key}: proposed '{row['subaction']}'"
+    if first is None:
+        return f"{proposed} on source frames [{row['start']}, {row['end']})  {labeling.NO_CAMERAS_NOTE}"
+    low, high = player_frames(row["start"], row["end"], first)
+    return (f"{proposed} on player frames {low}-{high} (source frames [{row['start']}, {row['end']})); "
+            "the orange-outlined frames around them are context")
+
+
+def player_frames(start: int, end: int, first: int) -> tuple[int, int]:
+    """Source segment [start, end) → (its first, its last frame) as the player counts a clip starting at `first`
+    (from 1). `pull.source_frames` is the inverse."""
+    return int(start) - first + 1, int(end) - first
+
+
+def prediction(row: dict[str, Any], to_name: str, first: int | None = None) -> dict[str, Any]:
+    """The proposal as a Label Studio prediction: it prefills the editable controls (the boundaries in the
+    player's frames of a clip starting at source frame `first`, in source frames without a clip)."""
     def item(name: str, kind: str, value: dict[str, Any]) -> dict[str, Any]:
         return {"from_name": name, "to_name": to_name, "type": kind, "value": value}
+
+    start, end = (int(row["start"]), int(row["end"])) if first is None else player_frames(row["start"], row["end"], first)
 
     return {
         "model_version": row.get("segmenter") or "la",
         "result": [
             item(labeling.SUBACTION, "choices", {"choices": [row["subaction"]]}),
             item(labeling.INSTRUCTION, "textarea", {"text": [row["instruction"]]}),
-            item(labeling.START, "number", {"number": int(row["start"])}),
-            item(labeling.END, "number", {"number": int(row["end"])}),
+            item(labeling.START, "number", {"number": start}),
+            item(labeling.END, "number", {"number": end}),
         ],
     }
 

@@ -1,4 +1,5 @@
-"""An la output folder over a tiny CALVIN-shaped LeRobot source, and a real Label Studio server.
+"""An la output folder over a tiny CALVIN-shaped LeRobot source (the real Label Studio server is
+tests/conftest.py's `label_studio`).
 
 The la rows are written directly (ShardWriter + manifest), so these tests exercise
 the review and not the segmenters: every episode has two segments, [0, T/2) and
@@ -11,7 +12,6 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -21,8 +21,7 @@ from datasets_cards.manifest import Manifest, ShardRecord
 from datasets_cards.params.la import LaParams
 from pipelines.formats import open_reader
 from pipelines.io import ShardWriter
-from pipelines.la.review.push import review_cameras, write_episode_clips
-from pipelines.labelstudio.server import DEFAULT_VENV, LabelStudioServer
+from pipelines.la.review.push import review_cameras, write_episode_clips, write_episode_keyframe_plot
 from tests.pipelines.formats.lerobot_fixtures import write_calvin_v21
 
 SOURCE = "calvin"
@@ -78,6 +77,7 @@ def write_la_run(root: Path) -> LaRun:
     for episode in episodes:  # what each annotate unit does while the frames are in memory
         mine = [r for r in rows if r["source_episode_id"] == episode.episode_id]
         write_episode_clips(str(out_dir), episode, mine, review_cameras(card))
+        write_episode_keyframe_plot(str(out_dir), episode, mine, episode.arm_state[:, :6], LaParams().keyframes)
     rows, size, sha = writer.result
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest = Manifest(
@@ -95,23 +95,3 @@ def write_la_run(root: Path) -> LaRun:
 @pytest.fixture
 def la_run(tmp_path) -> LaRun:
     return write_la_run(tmp_path)
-
-
-@dataclass(frozen=True)
-class LabelStudio:
-    url: str
-    token: str
-    document_root: Path  # media must lie below it
-
-
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    """A real Label Studio server from .venv-labelstudio, once per session (first start migrates)."""
-    if not (DEFAULT_VENV / "bin" / "label-studio").exists():
-        pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run `make labelstudio-venv`")
-    root = tmp_path_factory.mktemp("label-studio")
-    documents = root / "documents"
-    documents.mkdir()
-    server = LabelStudioServer(data_dir=root / "data", document_root=documents, token=f"test-{np.random.randint(1e9)}")
-    with server:
-        yield LabelStudio(server.url, server.token, documents)

@@ -37,7 +37,7 @@ def test_without_cameras_the_state_plot_is_the_main_object_and_the_config_says_w
         (labeling.STATE_PLOT, f"${labeling.STATE_PLOT}")
     ]
     assert {c.get("toName") for c in root.iter() if c.get("toName")} == {labeling.STATE_PLOT}
-    assert labeling.NO_CAMERAS_NOTE in [h.get("value") for h in root.findall("Header")]
+    assert labeling.NO_CAMERAS_NOTE in [h.get("value") for h in root.iter("Header")]
 
 
 @pytest.mark.parametrize("cameras", [["exterior"], ["exterior", "wrist"]])
@@ -45,6 +45,35 @@ def test_labeling_config_has_one_video_per_camera_bound_to_its_clip(cameras):
     root = ET.fromstring(labeling.labeling_config(cameras, VOCABULARY))
     videos = root.findall(".//Video")
     assert [(v.get("name"), v.get("value")) for v in videos] == [(c, f"$video_{c}") for c in cameras]
+    # Label Studio assumes 24 fps without frameRate; one sync group plays the cameras together
+    assert {(v.get("frameRate"), v.get("sync")) for v in videos} == {("$fps", "clips")}
+    assert [i.get("value") for i in root.iter("Image")] == [f"${labeling.KEYFRAME_PLOT}"]
+
+
+@pytest.mark.parametrize("cameras", [[], ["exterior"]])
+def test_the_ratings_sit_beside_the_media_not_below_it(cameras):
+    root = ET.fromstring(labeling.labeling_config(cameras, VOCABULARY))
+    [columns] = [v for v in root.iter("View") if "display: flex" in (v.get("style") or "")]
+    media, ratings = columns.findall("View")
+    assert media.find(".//Video" if cameras else ".//Image") is not None
+    assert {c.get("name") for c in ratings.iter("Choices")} == {labeling.QUALITY, labeling.CONFIDENCE,
+                                                                labeling.SUBACTION}
+
+
+def test_digits_are_quality_scores_and_confidence_has_its_own_keys():
+    root = ET.fromstring(labeling.labeling_config(["exterior"], VOCABULARY))
+    assert [(c.get("alias"), c.get("hotkey")) for c in choices(root, labeling.QUALITY)] == [
+        ("0", "0"), ("1", "1"), ("2", "2"), ("3", "3")]
+    assert [c.get("hotkey") for c in choices(root, labeling.CONFIDENCE)] == list(labeling.CONFIDENCE_HOTKEYS)
+    every = [c.get("hotkey") for c in root.iter("Choice") if c.get("hotkey")]
+    assert len(every) == len(set(every))
+
+
+def test_one_subaction_is_chosen_with_radios_and_missing_scores_are_named():
+    root = ET.fromstring(labeling.labeling_config(["exterior"], VOCABULARY))
+    assert root.find(f".//Choices[@name='{labeling.SUBACTION}']").get("choice") == "single-radio"
+    for name in (labeling.QUALITY, labeling.CONFIDENCE):
+        assert name in root.find(f".//Choices[@name='{name}']").get("requiredMessage")
 
 
 @pytest.mark.parametrize("name, scale", [("quality", labeling.QUALITY_SCALE), ("confidence", labeling.CONFIDENCE_SCALE)])

@@ -122,3 +122,18 @@ def test_verdicts_average_annotators_and_skip_cancelled_and_unannotated_tasks():
                 "annotations": 5, "per_annotator": {"user-1": 3, "user-2": 2}}
     assert {k: metrics[k] for k in expected} == expected
     assert metrics["corrected"] == {labeling.SUBACTION: 1, labeling.INSTRUCTION: 1, labeling.START: 0, labeling.END: 0}
+
+
+def test_boundaries_set_on_the_player_come_back_in_source_frames():
+    """A clip starting at source frame 15: the player's frames 1.. are source frames 15..; a task without
+    clip_start (a state plot, or a project pushed before clips had context) holds source frames already."""
+    with_clip = task("e0", 0, annotation(1, 2, 2, number("start", 4), number("end", 8)))
+    with_clip["data"].update(start=20, end=30, clip_start=15)  # the proposal on the player: frames 6-15
+    untouched = task("e1", 0, annotation(1, 2, 2, number("start", 5), number("end", 10)))
+    unchanged_on_player = task("e2", 0, annotation(1, 2, 2, number("start", 6), number("end", 15)))
+    unchanged_on_player["data"].update(start=20, end=30, clip_start=15)
+    verdicts, _ = verdicts_from_export([with_clip, untouched, unchanged_on_player], quality_keep=2.0)
+    rows = {r["source_episode_id"]: r for r in verdicts.to_pylist()}
+    assert (rows["e0"]["corrected_start"], rows["e0"]["corrected_end"]) == (18, 23)
+    assert (rows["e1"]["corrected_start"], rows["e1"]["corrected_end"]) == (5, None)  # proposal [0, 10)
+    assert (rows["e2"]["corrected_start"], rows["e2"]["corrected_end"]) == (None, None)
