@@ -14,6 +14,7 @@ import pytest
 
 from datasets_cards.manifest import Manifest
 from tests.pipelines.formats.rlds_fixtures import make_rlds_fixture
+from tests.servers.cli import run_cli
 
 pytest.importorskip("tensorflow_datasets", reason="the RLDS sources need the `tfds` extra")
 
@@ -30,7 +31,7 @@ class Run:
         quiet = ["-o", "review=false", "-o", "plots=0"] if pipeline == "la" else ["-o", "montage=0"]
         command = [sys.executable, "-m", "pipelines", "annotate", *args, "--pipeline", pipeline, "--out", str(out),
                    *quiet]
-        done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=600, check=False)
+        done = run_cli(command, self.env)
         done.output = done.stdout + done.stderr  # type: ignore[attr-defined]
         return done
 
