@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from datasets_cards import CardError, list_outputs, list_sources, load_source_card, sample_card_at
@@ -51,13 +52,15 @@ def reported_as_errors(log: Path | None = None) -> Iterator[None]:
     try:
         yield
     except fixable as e:  # soft_wrap: the message stays one line, however long its paths
-        console.print(f"[red]error:[/] {e}" + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
+        # escaped: a message's `pip install '.[models]'` is text, not rich markup
+        console.print(f"[red]error:[/] {escape(str(e))}" + (f"\n  (full log: {escape(str(log))})" if log else ""),
+                      soft_wrap=True)
         raise typer.Exit(1) from e
     except OSError as e:  # a disk error raised past the storage helpers (a pipeline's own writes)
         if not is_disk_error(e):
             raise
-        console.print(f"[red]error:[/] {storage_error(e, e.filename or 'the output')}"
-                      + (f"\n  (full log: {log})" if log else ""), soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(storage_error(e, e.filename or 'the output')))}"
+                      + (f"\n  (full log: {escape(str(log))})" if log else ""), soft_wrap=True)
         raise typer.Exit(1) from e
 
 
@@ -244,8 +247,8 @@ def annotate(
         )
         if incomplete is not None:  # the last line says what is missing
             worst = max(worst, incomplete.exit_code)
-            console.print(f"[red]incomplete ({incomplete.exit_code}):[/] {pipe} ← {name}: {incomplete} "
-                          f"(log: {log})", soft_wrap=True)
+            console.print(f"[red]incomplete ({incomplete.exit_code}):[/] {pipe} ← {name}: {escape(str(incomplete))} "
+                          f"(log: {escape(str(log))})", soft_wrap=True)
     if worst:
         raise typer.Exit(worst)
 
@@ -379,8 +382,6 @@ def view(
         help="the .rrd file to write (default: ./<pipeline>-<source>-<episode>.rrd)")] = None,
 ) -> None:
     """Write one episode and its annotations as a Rerun recording (.rrd): `rerun FILE.rrd` opens it (extra `view`)."""
-    from rich.markup import escape
-
     from datasets_cards.manifest import ManifestError, ShardIntegrityError
     from pipelines.view import ViewError, write_recording
 

@@ -61,3 +61,13 @@ def test_the_vlm_segmenter_without_an_endpoint_says_what_to_set(tmp_path, monkey
     result = runner.invoke(app, ["annotate", "sample-droid", "--option", "segmenter=vlm", "--limit", "1",
                                  "--out", str(tmp_path)])
     assert result.exit_code == 1 and "OPENAI_BASE_URL" in result.output
+
+
+def test_an_error_message_with_brackets_is_printed_as_written(capsys):
+    """rich would read `.[models]` as markup and drop it, telling the user to install '.'."""
+    from pipelines.cli import reported_as_errors
+
+    with pytest.raises(typer.Exit):
+        with reported_as_errors():
+            raise FileNotFoundError("no weights: pip install -e '.[models]' [bold]")
+    assert "pip install -e '.[models]' [bold]" in capsys.readouterr().err
