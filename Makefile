@@ -76,7 +76,7 @@ lerobot-venv: $(LEROBOT_STAMP)  ## install LeRobot in its own virtualenv (its ow
 conformance: install lerobot-venv  ## LeRobot itself loads la's LeRobot folders (v3.0, and v2.1 through its converter)
 	LEROBOT_PYTHON=$(CURDIR)/$(LEROBOT_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider tests/conformance
 
-browser-test: install labelstudio-venv  ## the verification page in headless chromium (Playwright; apt-get install chromium): about 1 min
+browser-test: install labelstudio-venv  ## the verification page in headless chromium (Playwright; apt-get install chromium): about 1.5 min
 	@test -n "$(CHROMIUM)" || { echo "browser-test drives Debian's chromium: apt-get install chromium (or set CHROMIUM=/path)" >&2; exit 1; }
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[browser]"
 	CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest -q -p no:cacheprovider -rs tests/browser

@@ -59,7 +59,12 @@ def _simulate(args: tuple[int, SampleConfig]) -> SimEpisode:
     index, config = args
     if _SCENE is None:
         _SCENE = Scene()
-    return simulate_episode(_SCENE, index, config.seed, config.renders(), base_fps=BASE_FPS, jpeg_quality=config.jpeg_quality)
+    return _episode(_SCENE, index, config)
+
+
+def _episode(scene, index: int, config: SampleConfig) -> SimEpisode:
+    return simulate_episode(scene, index, config.seed, config.renders(), base_fps=BASE_FPS,
+                            jpeg_quality=config.jpeg_quality)
 
 
 def simulate_all(config: SampleConfig, progress=None) -> Iterator[SimEpisode]:
@@ -71,8 +76,7 @@ def simulate_all(config: SampleConfig, progress=None) -> Iterator[SimEpisode]:
         scene = Scene()
         try:
             for index, _ in jobs:
-                yield simulate_episode(scene, index, config.seed, config.renders(), base_fps=BASE_FPS,
-                                       jpeg_quality=config.jpeg_quality)
+                yield _episode(scene, index, config)
                 if progress:
                     progress()
         finally:
